@@ -1,0 +1,6 @@
+"""dwpose-ctrl: DWPose whole-body keypoints and OpenPose-style ControlNet maps."""
+
+from dwpose_ctrl.keypoints import Person
+
+__all__ = ["Person"]
+__version__ = "0.1.0"

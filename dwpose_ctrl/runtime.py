@@ -1,0 +1,132 @@
+"""One small interface over the network runtimes (onnxruntime sessions, torch modules).
+
+The pipeline only ever talks to a :class:`Backend`: it asks for the model's input size,
+whether the batch dimension is dynamic, and calls :meth:`Backend.run` on a float32 NCHW batch.
+Pre- and post-processing never live here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A network the pipeline can run."""
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (height, width)."""
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """True when ``run`` accepts any batch size, False when the batch is fixed at 1."""
+
+    @property
+    def device(self) -> str:
+        """Where the network runs: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run on a float32 (N, 3, H, W) batch; return the outputs in the model's order."""
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """Split ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a kind and an index; refuse the rest."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {type(device).__name__}")
+    kind, _, index = device.partition(":")
+    if kind == "cpu" and not index:
+        return "cpu", 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
+    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+class OnnxBackend:
+    """An onnxruntime session, created lazily on first use and reused afterwards.
+
+    ``device="cuda[:N]"`` uses the CUDA execution provider when onnxruntime offers it and falls
+    back to the CPU with a warning otherwise. ``intra_op_threads=None`` lets onnxruntime use all
+    physical cores.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", intra_op_threads: int | None = None):
+        self.path = Path(path)
+        self._requested_device = device
+        self._kind, self._index = parse_device(device)
+        self._intra_op_threads = intra_op_threads
+        self._session = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self):
+        """The onnxruntime InferenceSession (created on first access)."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._create_session()
+        return self._session
+
+    def _create_session(self):
+        import onnxruntime as ort
+
+        providers: list = ["CPUExecutionProvider"]
+        if self._kind == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers = [("CUDAExecutionProvider", {"device_id": self._index}), "CPUExecutionProvider"]
+            else:
+                warnings.warn(
+                    f"device={self._requested_device!r} was requested but this onnxruntime has no CUDA "
+                    "provider; running on the CPU. Install dwpose-ctrl[gpu] (onnxruntime-gpu) for CUDA.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                self._kind = "cpu"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self._intra_op_threads is not None:
+            options.intra_op_num_threads = self._intra_op_threads
+        return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+
+    @property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+    @property
+    def output_names(self) -> list[str]:
+        return [output.name for output in self.session.get_outputs()]
+
+    @property
+    def input_shape(self) -> list:
+        """The declared input shape; symbolic dimensions are strings or None."""
+        return list(self.session.get_inputs()[0].shape)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        shape = self.input_shape
+        height, width = shape[2], shape[3]
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise ValueError(
+                f"{self.path.name}: the model input {shape} has no fixed height and width; "
+                "export it with a static spatial size"
+            )
+        return height, width
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return not isinstance(self.input_shape[0], int)
+
+    @property
+    def device(self) -> str:
+        if self._session is None:
+            _ = self.session
+        return "cpu" if self._kind == "cpu" else f"cuda:{self._index}"
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
