@@ -1,0 +1,215 @@
+"""Tiny, randomly initialised diffusers ControlNet pipelines for tests (CPU, no downloads).
+
+``save_tiny_sd_controlnet(path)`` and ``save_tiny_sdxl_controlnet(path)`` write a pipeline folder
+laid out like a Hub repository (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
+``tokenizer/``, ``controlnet/`` ...), so examples and notebooks load it exactly as they load the
+real models: ``ControlNetModel.from_pretrained(path / "controlnet")`` and
+``StableDiffusionControlNetPipeline.from_pretrained(path, controlnet=...)``.
+
+Shapes follow the real models where it matters for the integration: the VAE downsamples by 8
+(four blocks), so pipeline sizes must be multiples of 8 as with Stable Diffusion, and the
+ControlNet's conditioning embedding downsamples by 8 too. Everything else is as small as the
+layers allow. The CLIP tokenizer is a byte-level BPE built from a vocabulary and merges file
+written here.
+
+Run ``python tests/tiny_pipelines.py OUT_DIR`` to write both pipelines to ``OUT_DIR/sd`` and
+``OUT_DIR/sdxl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    EulerDiscreteScheduler,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionXLControlNetPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+TEXT_HIDDEN = 32
+TOKENIZER_MAX_LENGTH = 16
+# Words given their own token, so that test prompts tokenise to a few ids instead of characters.
+TOKENIZER_WORDS = ("a", "person", "dancing", "photo", "of", "an", "astronaut", "standing", "portrait")
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """The GPT-2/CLIP byte-level alphabet: every byte mapped to a printable character."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def write_tiny_clip_tokenizer_files(folder: Path) -> Path:
+    """Write ``vocab.json`` and ``merges.txt`` of a small CLIP BPE tokenizer into ``folder``.
+
+    The vocabulary holds every byte-level character (alone and as a word end ``</w>``), the
+    merges that build ``TOKENIZER_WORDS`` and the two special tokens.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = list(_byte_to_unicode().values())
+    vocab_tokens = alphabet + [ch + "</w>" for ch in alphabet]
+    merges: list[str] = []
+    for word in TOKENIZER_WORDS:
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merged = pieces[0] + pieces[1]
+            merge = f"{pieces[0]} {pieces[1]}"
+            if merge not in merges:
+                merges.append(merge)
+            if merged not in vocab_tokens:
+                vocab_tokens.append(merged)
+            pieces = [merged, *pieces[2:]]
+    vocab_tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(vocab_tokens)}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return folder
+
+
+def tiny_clip_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer over the small vocabulary written into ``folder``."""
+    write_tiny_clip_tokenizer_files(folder)
+    return CLIPTokenizer(
+        vocab=str(folder / "vocab.json"),
+        merges=str(folder / "merges.txt"),
+        model_max_length=TOKENIZER_MAX_LENGTH,
+    )
+
+
+def _text_config(vocab_size: int, projection_dim: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=TOKENIZER_MAX_LENGTH,
+        projection_dim=projection_dim or TEXT_HIDDEN,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_act="gelu",
+    )
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+
+
+def _unet_and_controlnet(*, sdxl: bool) -> tuple[UNet2DConditionModel, ControlNetModel]:
+    common = {
+        "block_out_channels": (16, 32),
+        "layers_per_block": 1,
+        "in_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "norm_num_groups": 8,
+        "attention_head_dim": (2, 4),
+        "cross_attention_dim": TEXT_HIDDEN * (2 if sdxl else 1),
+    }
+    if sdxl:
+        common |= {
+            "use_linear_projection": True,
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "transformer_layers_per_block": (1, 1),
+            # pooled text embedding of text_encoder_2 + six time ids of addition_time_embed_dim each
+            "projection_class_embeddings_input_dim": TEXT_HIDDEN + 6 * 8,
+        }
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        out_channels=4,
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **common,
+    )
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=(4, 4, 4, 4), **common)
+    return unet, controlnet
+
+
+def build_tiny_sd_controlnet(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionControlNetPipeline:
+    """A random SD 1.5-shaped ControlNet pipeline; ``tokenizer_dir`` receives the tokenizer files."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer(tokenizer_dir)
+    unet, controlnet = _unet_and_controlnet(sdxl=False)
+    return StableDiffusionControlNetPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        tokenizer=tokenizer,
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=EulerDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_sdxl_controlnet(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionXLControlNetPipeline:
+    """A random SDXL-shaped ControlNet pipeline with two text encoders and tokenizers."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer(tokenizer_dir)
+    unet, controlnet = _unet_and_controlnet(sdxl=True)
+    return StableDiffusionXLControlNetPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(len(tokenizer), projection_dim=TEXT_HIDDEN)),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=EulerDiscreteScheduler(),
+        add_watermarker=False,
+    )
+
+
+def save_tiny_sd_controlnet(path: Path) -> Path:
+    """Build the tiny SD ControlNet pipeline and save it under ``path`` (returned)."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        build_tiny_sd_controlnet(Path(tokenizer_dir)).save_pretrained(path)
+    return path
+
+
+def save_tiny_sdxl_controlnet(path: Path) -> Path:
+    """Build the tiny SDXL ControlNet pipeline and save it under ``path`` (returned)."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        build_tiny_sdxl_controlnet(Path(tokenizer_dir)).save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args()
+    print(save_tiny_sd_controlnet(args.out_dir / "sd"))
+    print(save_tiny_sdxl_controlnet(args.out_dir / "sdxl"))
+
+
+if __name__ == "__main__":
+    main()
