@@ -146,7 +146,25 @@ def _unet_and_controlnet(*, sdxl: bool) -> tuple[UNet2DConditionModel, ControlNe
         **common,
     )
     controlnet = ControlNetModel(conditioning_embedding_out_channels=(4, 4, 4, 4), **common)
+    _randomise_zero_convolutions(controlnet)
     return unet, controlnet
+
+
+def _randomise_zero_convolutions(controlnet: ControlNetModel) -> None:
+    """Give the ControlNet's zero-initialised output convolutions random weights.
+
+    A freshly built ControlNet adds exactly zero to the UNet (its "zero convolutions"), so the
+    control image would have no effect; trained ControlNets have non-zero weights there.
+    """
+    zero_convolutions = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
+    with torch.no_grad():
+        for conv in zero_convolutions:
+            conv.weight.normal_(std=1.0)
+            conv.bias.normal_(std=1.0)
 
 
 def build_tiny_sd_controlnet(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionControlNetPipeline:
