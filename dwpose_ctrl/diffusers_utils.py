@@ -58,7 +58,7 @@ def _check_multiple(name: str, value: int, multiple_of: int) -> None:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     if value % multiple_of:
-        nearest = max(multiple_of, round(value / multiple_of) * multiple_of)
+        nearest = max(multiple_of, int(np.floor(value / multiple_of + 0.5)) * multiple_of)
         raise ValueError(
             f"{name}={value} is not a multiple of {multiple_of}, which Stable Diffusion pipelines need; "
             f"use {nearest}, or let pipeline_size() choose the size"

@@ -1,0 +1,292 @@
+"""diffusers integration: sizing/tensor helpers, and tiny random ControlNet pipelines fed control maps."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dwpose_ctrl.diffusers_utils import control_tensor, fit_control_image, pipeline_size
+from dwpose_ctrl.openpose import read_json
+from dwpose_ctrl.render import draw_openpose
+
+ROOT = Path(__file__).resolve().parents[1]
+WAVING_POSE = ROOT / "examples" / "poses" / "waving.json"
+
+
+def _pattern(height: int, width: int) -> np.ndarray:
+    """An RGB uint8 image whose every pixel is distinct enough to track where it moved."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([rows * 7 % 256, cols * 5 % 256, (rows + cols) % 256], axis=-1).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- pipeline_size
+
+
+@pytest.mark.parametrize(
+    ("size", "resolution", "expected"),
+    [
+        ((512, 768), None, (512, 768)),
+        ((500, 333), None, (504, 336)),
+        ((683, 512), 512, (680, 512)),  # short side to 512, long side 682.7 -> 680
+        ((1000, 1500), 1024, (1024, 1536)),
+        ((3, 3), None, (8, 8)),  # never below one multiple
+        ((640, 480), 512, (680, 512)),
+    ],
+)
+def test_pipeline_size_rounds_each_side_to_multiples_of_8(size, resolution, expected):
+    assert pipeline_size(size, resolution=resolution) == expected
+
+
+def test_pipeline_size_reads_pil_and_array_sizes():
+    assert pipeline_size(Image.new("RGB", (100, 60))) == (104, 64)
+    assert pipeline_size(np.zeros((60, 100, 3), np.uint8)) == (104, 64)
+    assert pipeline_size((100, 60), multiple_of=64) == (128, 64)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (((0, 10),), ValueError),
+        (((10, 10, 3),), ValueError),
+        (((10, 10), -5), ValueError),
+        (("image.png",), TypeError),
+    ],
+)
+def test_pipeline_size_rejects_bad_input(args, error):
+    with pytest.raises(error):
+        pipeline_size(*args)
+
+
+# ---------------------------------------------------------------- fit_control_image
+
+
+def test_fit_pad_keeps_aspect_and_centres_on_black():
+    source = np.full((40, 80, 3), 200, np.uint8)  # 2:1 map into a square
+    fitted = fit_control_image(source, 64, 64)
+    assert fitted.shape == (64, 64, 3)
+    # scaled to 64 x 32, pasted at rows 16..47; black above and below
+    assert (fitted[16:48] == 200).all()
+    assert (fitted[:16] == 0).all() and (fitted[48:] == 0).all()
+
+
+def test_fit_pad_uneven_margin_goes_below_and_right():
+    source = np.full((10, 30, 3), 255, np.uint8)  # scaled to 24 x 8 inside 24 x 16: 8 rows of margin
+    fitted = fit_control_image(source, 24, 16)
+    assert (fitted[4:12] == 255).all()
+    assert (fitted[:4] == 0).all() and (fitted[12:] == 0).all()
+    source = np.full((10, 30, 3), 255, np.uint8)
+    fitted = fit_control_image(source, 24, 24)  # 24 x 8 inside 24 x 24: 16 rows, 8 above
+    assert (fitted[8:16] == 255).all() and not fitted[:8].any() and not fitted[16:].any()
+
+
+def test_fit_crop_fills_and_centre_crops():
+    source = _pattern(32, 64)
+    fitted = fit_control_image(source, 32, 32, mode="crop")
+    # same scale (1.0): the middle 32 columns, untouched
+    np.testing.assert_array_equal(fitted, source[:, 16:48])
+
+
+def test_fit_crop_with_enlarging():
+    source = np.zeros((20, 40, 3), np.uint8)
+    source[:, 10:30] = 255  # a white centre band half as wide as the image
+    fitted = fit_control_image(source, 40, 40, mode="crop")  # scaled x2 to 80 x 40, cropped to 40
+    assert fitted.shape == (40, 40, 3)
+    assert (fitted[:, 2:38] == 255).all()
+
+
+def test_fit_stretch_ignores_aspect():
+    source = _pattern(16, 32)
+    fitted = fit_control_image(source, 64, 64, mode="stretch")
+    assert fitted.shape == (64, 64, 3)
+    np.testing.assert_array_equal(fitted, cv2.resize(source, (64, 64), interpolation=cv2.INTER_LINEAR))
+
+
+def test_fit_same_size_is_an_unchanged_copy():
+    source = _pattern(24, 16)
+    for mode in ("pad", "crop", "stretch"):
+        fitted = fit_control_image(source, 16, 24, mode=mode)
+        np.testing.assert_array_equal(fitted, source)
+        assert fitted is not source
+
+
+def test_fit_shrinks_by_area_average():
+    source = np.zeros((16, 16, 3), np.uint8)
+    source[::2, ::2] = 255  # one lit pixel per 2x2 block averages to 64 (255/4 rounded)
+    fitted = fit_control_image(source, 8, 8)
+    assert (fitted == 64).all()
+
+
+def test_fit_keeps_the_type_and_lists_give_lists():
+    pil = Image.fromarray(_pattern(40, 80))
+    fitted = fit_control_image(pil, 64, 64)
+    assert isinstance(fitted, Image.Image) and fitted.size == (64, 64) and fitted.mode == "RGB"
+    batch = fit_control_image([pil, _pattern(80, 40)], 64, 64)
+    assert isinstance(batch, list) and len(batch) == 2
+    assert isinstance(batch[0], Image.Image) and isinstance(batch[1], np.ndarray)
+    assert batch[1].shape == (64, 64, 3)
+    palette = pil.convert("P")
+    assert fit_control_image(palette, 64, 64).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "mode", "error", "message"),
+    [
+        (500, 512, "pad", ValueError, "use 504"),
+        (512, 0, "pad", ValueError, "positive"),
+        (512.0, 512, "pad", TypeError, "int"),
+        (512, 512, "fill", ValueError, "unknown mode"),
+    ],
+)
+def test_fit_rejects_bad_sizes_and_modes(width, height, mode, error, message):
+    with pytest.raises(error, match=message):
+        fit_control_image(np.zeros((8, 8, 3), np.uint8), width, height, mode=mode)
+
+
+def test_fit_rejects_non_images():
+    with pytest.raises(TypeError, match="PIL image or a numpy"):
+        fit_control_image("pose.png", 64, 64)
+
+
+# ---------------------------------------------------------------- control_tensor
+
+
+def test_control_tensor_layout_and_values():
+    first, second = _pattern(24, 16), _pattern(24, 16)[::-1].copy()
+    tensor = control_tensor([Image.fromarray(first), second])
+    assert tensor.shape == (2, 3, 24, 16) and tensor.dtype == torch.float32
+    assert tensor.device.type == "cpu"
+    np.testing.assert_allclose(tensor[0].permute(1, 2, 0).numpy(), first / 255.0, atol=1e-7)
+    np.testing.assert_allclose(tensor[1].permute(1, 2, 0).numpy(), second / 255.0, atol=1e-7)
+    assert control_tensor(first).shape == (1, 3, 24, 16)
+    assert control_tensor(np.stack([first, second])).shape == (2, 3, 24, 16)
+
+
+def test_control_tensor_grey_and_rgba_become_rgb():
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    tensor = control_tensor(grey)
+    assert tensor.shape == (1, 3, 8, 8)
+    assert torch.equal(tensor[0, 0], tensor[0, 2])
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+    assert control_tensor(rgba)[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+class _FakePipeline:
+    """Stands in for a pipeline: diffusers pipelines expose .device, .dtype and .controlnet."""
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+    controlnet = SimpleNamespace(dtype=torch.bfloat16)
+
+
+def test_control_tensor_follows_the_pipeline_and_explicit_overrides():
+    image = _pattern(8, 8)
+    assert control_tensor(image, pipeline=_FakePipeline()).dtype == torch.bfloat16
+    assert control_tensor(image, pipeline=_FakePipeline(), dtype=torch.float64).dtype == torch.float64
+    assert control_tensor(image, dtype=torch.float16).dtype == torch.float16
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        ([], ValueError, "no control images"),
+        ([np.zeros((8, 8, 3), np.uint8), np.zeros((16, 8, 3), np.uint8)], ValueError, "fit_control_image"),
+        (np.zeros((8, 8, 3), np.float32), TypeError, "uint8"),
+        (np.zeros((8, 8, 4), np.uint8), ValueError, "3 channels"),
+        (torch.zeros(1, 3, 8, 8), TypeError, "PIL images or numpy"),
+    ],
+)
+def test_control_tensor_rejects_bad_input(images, error, message):
+    with pytest.raises(error, match=message):
+        control_tensor(images)
+
+
+# ---------------------------------------------------------------- tiny pipelines
+
+
+@pytest.fixture(scope="module")
+def sd_pipeline(tmp_path_factory):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from tiny_pipelines import save_tiny_sd_controlnet
+
+    path = save_tiny_sd_controlnet(tmp_path_factory.mktemp("tiny") / "sd")
+    controlnet = ControlNetModel.from_pretrained(path / "controlnet")
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(path, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def sdxl_pipeline(tmp_path_factory):
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+    from tiny_pipelines import save_tiny_sdxl_controlnet
+
+    path = save_tiny_sdxl_controlnet(tmp_path_factory.mktemp("tiny") / "sdxl")
+    controlnet = ControlNetModel.from_pretrained(path / "controlnet")
+    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(path, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pose_maps() -> list[Image.Image]:
+    """Two different 64 x 96 OpenPose maps drawn from the example pose (one mirrored)."""
+    frame = dataclasses.replace(read_json(WAVING_POSE), width=64, height=96)
+    drawn = draw_openpose(frame)
+    return [Image.fromarray(drawn), Image.fromarray(drawn[:, ::-1].copy())]
+
+
+def _generate(pipe, image, prompt="a person dancing", output_type="latent", **kwargs):
+    return pipe(
+        prompt,
+        image=image,
+        num_inference_steps=2,
+        output_type=output_type,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    ).images
+
+
+@pytest.mark.parametrize("which", ["sd", "sdxl"])
+def test_pipeline_takes_a_pose_map_as_pil_and_generates_at_its_size(which, request, pose_maps):
+    pipe = request.getfixturevalue(f"{which}_pipeline")
+    images = _generate(pipe, pose_maps[0], output_type="pil")
+    assert len(images) == 1 and images[0].size == (64, 96)
+
+
+@pytest.mark.parametrize("which", ["sd", "sdxl"])
+def test_pipeline_result_depends_on_the_pose_and_tensor_path_equals_pil_path(which, request, pose_maps):
+    pipe = request.getfixturevalue(f"{which}_pipeline")
+    from_pil = _generate(pipe, pose_maps[0])
+    from_tensor = _generate(pipe, control_tensor(pose_maps[0], pipeline=pipe))
+    other_pose = _generate(pipe, pose_maps[1])
+    # control_tensor follows diffusers' convention ([0, 1], NCHW, RGB): the same latents exactly
+    torch.testing.assert_close(from_tensor, from_pil, rtol=0, atol=1e-5)
+    assert (other_pose - from_pil).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("which", ["sd", "sdxl"])
+def test_pipeline_batch_of_pose_maps_fitted_to_a_size(which, request, pose_maps):
+    pipe = request.getfixturevalue(f"{which}_pipeline")
+    width, height = 64, 64
+    maps = fit_control_image(pose_maps, width, height)
+    prompts = ["a person dancing", "an astronaut standing"]
+    as_list = _generate(pipe, maps, prompt=prompts, output_type="np", width=width, height=height)
+    as_tensor = _generate(
+        pipe,
+        control_tensor(maps, pipeline=pipe),
+        prompt=prompts,
+        output_type="np",
+        width=width,
+        height=height,
+    )
+    assert as_list.shape == (2, height, width, 3)
+    np.testing.assert_allclose(as_tensor, as_list, atol=1e-5)
+    # each prompt got its own map: the two results differ
+    assert np.abs(as_list[0] - as_list[1]).max() > 0
