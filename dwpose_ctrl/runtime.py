@@ -39,7 +39,9 @@ class Backend(Protocol):
 def parse_device(device: str) -> tuple[str, int]:
     """Split ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a kind and an index; refuse the rest."""
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {type(device).__name__}")
+        raise TypeError(
+            f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {type(device).__name__}"
+        )
     kind, _, index = device.partition(":")
     if kind == "cpu" and not index:
         return "cpu", 0
@@ -92,7 +94,23 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self._intra_op_threads is not None:
             options.intra_op_num_threads = self._intra_op_threads
-        return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model file {self.path} does not exist")
+        session_errors = (
+            ort_errors.Fail,
+            ort_errors.InvalidProtobuf,
+            ort_errors.InvalidGraph,
+            ort_errors.NoSuchFile,
+        )
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except session_errors as error:
+            raise ValueError(
+                f"onnxruntime cannot load {self.path} ({type(error).__name__}: {error}); "
+                "the file is truncated, corrupt or not an ONNX model: download it again or pass another file"
+            ) from error
 
     @property
     def input_name(self) -> str:
@@ -130,3 +148,47 @@ class OnnxBackend:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+
+
+BACKENDS = ("onnxruntime", "torch")
+
+
+def create_backend(model_path: str | os.PathLike, backend: str, device: str, role: str) -> Backend:
+    """Open a model file on a runtime: ``"onnxruntime"`` (ONNX files) or ``"torch"``.
+
+    ``role`` is ``"detector"`` or ``"pose"``. ONNX models are checked to look like YOLOX or
+    RTMPose when their session is first created. The torch backend comes from
+    :mod:`dwpose_ctrl.models.backend`, imported only when asked for.
+    """
+    parse_device(device)
+    if role not in ("detector", "pose"):
+        raise ValueError(f"role must be 'detector' or 'pose', got {role!r}")
+    if backend == "onnxruntime":
+        return CheckedOnnxBackend(model_path, device=device, role=role)
+    if backend == "torch":
+        try:
+            from dwpose_ctrl.models.backend import load_torch_backend
+        except ImportError as error:
+            raise ImportError(
+                f"backend='torch' needs PyTorch and dwpose_ctrl.models.backend ({error}); install "
+                "dwpose-ctrl[torch], or use backend='onnxruntime'"
+            ) from error
+        return load_torch_backend(model_path, role=role, device=device, dtype=None)
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+class CheckedOnnxBackend(OnnxBackend):
+    """An :class:`OnnxBackend` that refuses, on first use, a model that is not a YOLOX/RTMPose."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", role: str = "pose", **kwargs):
+        super().__init__(path, device=device, **kwargs)
+        self.role = role
+
+    def _create_session(self):
+        from dwpose_ctrl.weights import check_signature
+
+        session = super()._create_session()
+        inputs = [(item.name, list(item.shape)) for item in session.get_inputs()]
+        outputs = [(item.name, list(item.shape)) for item in session.get_outputs()]
+        check_signature(self.path, self.role, inputs, outputs)
+        return session

@@ -1,0 +1,320 @@
+"""The public facade: :class:`DWposeDetector` (images in, control maps or typed persons out).
+
+Each numeric step lives in its own module (inputs, resize, person_detection, topdown, codec,
+openpose, render); this one only chains them, holds the options and the lazily created runtimes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from dwpose_ctrl.codec import decode_simcc
+from dwpose_ctrl.inputs import to_rgb_list
+from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
+from dwpose_ctrl.person_detection import Detections, detect_persons, filter_persons
+from dwpose_ctrl.resize import resize_to_resolution, resolution_size
+from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
+from dwpose_ctrl.topdown import build_crops, to_image_pixels
+from dwpose_ctrl.weights import download, find_registered, resolve_model, verify_file
+
+Mode = Literal["default", "reference"]
+MODES = ("default", "reference")
+OUTPUT_TYPES = ("pil", "np")
+
+
+@dataclass(frozen=True)
+class Poses:
+    """All persons of one image in the pixels of the image they were estimated on.
+
+    ``keypoints`` (P, 133, 2) float64, ``scores`` (P, 133) float32, ``boxes`` (P, 4) float64 and
+    ``box_scores`` (one float, or ``None`` for the reference mode's whole-image box).
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    box_scores: tuple[float | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.box_scores)
+
+    def to_persons(self, scale_x: float = 1.0, scale_y: float = 1.0) -> list[Person]:
+        """Typed per-person results, coordinates multiplied by (``scale_x``, ``scale_y``)."""
+        factor = np.array([scale_x, scale_y])
+        box_factor = np.tile(factor, 2)
+        if scale_x == 1.0 and scale_y == 1.0:
+            keypoints, boxes = self.keypoints, self.boxes
+        else:
+            keypoints, boxes = self.keypoints * factor, self.boxes * box_factor
+        return [
+            Person(
+                keypoints=keypoints[i].copy(),
+                scores=self.scores[i].copy(),
+                box=boxes[i].copy(),
+                box_score=score,
+            )
+            for i, score in enumerate(self.box_scores)
+        ]
+
+
+def _check_threshold(name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    return value
+
+
+class DWposeDetector:
+    """DWPose whole-body pose estimation and OpenPose-style control maps.
+
+    ``det_model`` / ``pose_model``: a path to an ONNX file or a registered name (see
+    :mod:`dwpose_ctrl.weights`); ``None`` means the official ``yolox_l.onnx`` and
+    ``dw-ll_ucoco_384.onnx``. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``backend``:
+    ``"onnxruntime"`` or ``"torch"``. ``mode="reference"`` reproduces the DWPose ControlNet
+    annotator bit for bit (RGB into YOLOX, a whole-image box when nobody is found);
+    ``mode="default"`` feeds YOLOX the BGR image it was trained on and returns nobody (an empty
+    map) when nobody is found. Thresholds default to the reference values; ``max_persons`` keeps
+    the largest boxes, ``min_box_size`` drops boxes whose shorter side (in input-image pixels) is
+    smaller. Runtimes are created on first use and reused.
+    """
+
+    def __init__(
+        self,
+        det_model: str | os.PathLike | None = None,
+        pose_model: str | os.PathLike | None = None,
+        device: str = "cpu",
+        backend: str = "onnxruntime",
+        mode: Mode = "default",
+        *,
+        score_threshold: float = 0.3,
+        nms_threshold: float = 0.45,
+        max_persons: int | None = None,
+        min_box_size: float | None = None,
+        local_dir: str | os.PathLike | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        parse_device(device)
+        if max_persons is not None and (
+            isinstance(max_persons, bool) or not isinstance(max_persons, int) or max_persons < 1
+        ):
+            raise ValueError(f"max_persons must be a positive integer or None, got {max_persons!r}")
+        self.mode: Mode = mode
+        self.backend_name = backend
+        self.device = device
+        self.score_threshold = _check_threshold("score_threshold", score_threshold)
+        self.nms_threshold = _check_threshold("nms_threshold", nms_threshold)
+        self.max_persons = max_persons
+        self.min_box_size = (
+            None if min_box_size is None else _check_threshold("min_box_size", min_box_size, 0, np.inf)
+        )
+        self.det_model_path = resolve_model(det_model, "detector", local_dir)
+        self.pose_model_path = resolve_model(pose_model, "pose", local_dir)
+        self._det_backend: Backend | None = None
+        self._pose_backend: Backend | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_dir: str | os.PathLike = "yzd-v/DWPose",
+        det_filename: str = "yolox_l.onnx",
+        pose_filename: str = "dw-ll_ucoco_384.onnx",
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> DWposeDetector:
+        """Load both models from a local folder or a Hugging Face repo; ``kwargs`` go to the constructor."""
+        folder = os.fspath(repo_id_or_dir)
+        if os.path.isdir(folder):
+            det_path = resolve_model(os.path.join(folder, det_filename), "detector")
+            pose_path = resolve_model(os.path.join(folder, pose_filename), "pose")
+        else:
+            hub = {
+                "cache_dir": cache_dir,
+                "revision": revision,
+                "token": token,
+                "local_files_only": local_files_only,
+            }
+            paths = []
+            for filename in (det_filename, pose_filename):
+                path = download(folder, filename, **hub)
+                entry = find_registered(folder, filename)
+                paths.append(path if entry is None else verify_file(path, entry))
+            det_path, pose_path = paths
+        return cls(det_model=det_path, pose_model=pose_path, **kwargs)
+
+    # runtimes
+
+    @property
+    def det_backend(self) -> Backend:
+        """The person detector's runtime (created on first use)."""
+        if self._det_backend is None:
+            self._det_backend = create_backend(
+                self.det_model_path, self.backend_name, self.device, "detector"
+            )
+        return self._det_backend
+
+    @property
+    def pose_backend(self) -> Backend:
+        """The pose model's runtime (created on first use)."""
+        if self._pose_backend is None:
+            self._pose_backend = create_backend(self.pose_model_path, self.backend_name, self.device, "pose")
+        return self._pose_backend
+
+    def to(self, device: str) -> DWposeDetector:
+        """Move to ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (runtimes are re-created on next use)."""
+        parse_device(device)
+        if device != self.device:
+            self.device = device
+            self._det_backend = None
+            self._pose_backend = None
+        return self
+
+    # pipeline
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Person boxes in an RGB uint8 image (RGB or BGR into YOLOX depending on the mode)."""
+        det_input = image if self.mode == "reference" else np.ascontiguousarray(image[:, :, ::-1])
+        return detect_persons(self.det_backend, det_input, self.score_threshold, self.nms_threshold)
+
+    def _run_pose(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        backend = self.pose_backend
+        if backend.dynamic_batch:
+            outputs = backend.run(inputs)
+        else:
+            per_person = [backend.run(inputs[i : i + 1]) for i in range(inputs.shape[0])]
+            outputs = [np.concatenate([out[k] for out in per_person]) for k in range(len(per_person[0]))]
+        if len(outputs) != 2:
+            raise ValueError(
+                f"{self.pose_model_path}: the pose model gave {len(outputs)} outputs, "
+                "expected simcc_x and simcc_y"
+            )
+        simcc_x, simcc_y = outputs
+        if simcc_x.ndim != 3 or simcc_x.shape[1] != NUM_KEYPOINTS:
+            raise ValueError(
+                f"{self.pose_model_path}: simcc_x has shape {simcc_x.shape}; a whole-body model gives "
+                f"(N, {NUM_KEYPOINTS}, bins)"
+            )
+        return simcc_x, simcc_y
+
+    def estimate_array(self, image: np.ndarray, min_box_size: float | None = None) -> Poses:
+        """All persons of an RGB uint8 HWC image, in that image's pixels."""
+        height, width = image.shape[:2]
+        detections = filter_persons(self.detect(image), self.max_persons, min_box_size)
+        boxes = detections.boxes
+        box_scores: tuple[float | None, ...] = tuple(float(score) for score in detections.scores)
+        if len(detections) == 0:
+            if self.mode != "reference":
+                return Poses(
+                    np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.float32), boxes, ()
+                )
+            boxes = np.array([[0, 0, width, height]], dtype=np.float64)
+            box_scores = (None,)
+        model_size = self.pose_backend.input_size
+        crops = build_crops(image, boxes, model_size)
+        locations, scores = decode_simcc(*self._run_pose(crops.inputs))
+        keypoints = to_image_pixels(locations, model_size, crops.centers, crops.scales)
+        return Poses(keypoints, scores, boxes, box_scores)
+
+    def _estimate_resized(self, image: np.ndarray, detect_resolution: int | None) -> tuple[np.ndarray, Poses]:
+        """Resize by the SPEC 1 rule (or not, for ``None``) and estimate on the result."""
+        height, width = image.shape[:2]
+        det_image = image if detect_resolution is None else resize_to_resolution(image, detect_resolution)
+        min_box_size = self.min_box_size
+        if min_box_size is not None:
+            min_box_size *= min(det_image.shape[0] / height, det_image.shape[1] / width)
+        return det_image, self.estimate_array(det_image, min_box_size)
+
+    def estimate(self, image, detect_resolution: int | None = None) -> list[Person] | list[list[Person]]:
+        """Persons in an image (or a list of them per image of a batch), in INPUT-image pixels.
+
+        ``detect_resolution=None`` (the default) estimates on the image at its own size; an
+        integer first resizes it by the SPEC 1 rule, as ``__call__`` does, and scales the results
+        back by the ratio of the sizes.
+        """
+        images, batched = to_rgb_list(image)
+        if detect_resolution is not None:
+            for rgb in images:
+                resolution_size(rgb.shape[0], rgb.shape[1], detect_resolution)
+        results = []
+        for rgb in images:
+            det_image, poses = self._estimate_resized(rgb, detect_resolution)
+            scale_x = rgb.shape[1] / det_image.shape[1]
+            scale_y = rgb.shape[0] / det_image.shape[0]
+            results.append(poses.to_persons(scale_x, scale_y))
+        return results if batched else results[0]
+
+    def __call__(
+        self,
+        image,
+        detect_resolution: int | None = 512,
+        image_resolution: int | None = 512,
+        include_body: bool = True,
+        include_hand: bool = True,
+        include_face: bool = True,
+        include_foot: bool = False,
+        output_type: str = "pil",
+        *,
+        stick_scaling: bool = False,
+        overlay: bool = False,
+    ):
+        """The OpenPose-style control map of an image (or a list of maps for a batch).
+
+        The image is resized so its short side is about ``detect_resolution`` (SPEC 1; ``None``:
+        its own size), keypoints are drawn on a black canvas of that size (or on the image itself
+        with ``overlay=True``), and the map is resized with linear interpolation to the size the
+        same rule gives for ``image_resolution`` (``None``: the input size). ``output_type``:
+        ``"pil"`` or ``"np"`` (RGB uint8 HWC).
+        """
+        from dwpose_ctrl.openpose import to_openpose
+        from dwpose_ctrl.render import RenderOptions, draw_openpose
+
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        options = RenderOptions(
+            include_body=bool(include_body),
+            include_hand=bool(include_hand),
+            include_face=bool(include_face),
+            include_foot=bool(include_foot),
+            stick_scaling=bool(stick_scaling),
+        )
+        images, batched = to_rgb_list(image)
+        output_sizes = []
+        for rgb in images:
+            height, width = rgb.shape[:2]
+            if detect_resolution is not None:
+                resolution_size(height, width, detect_resolution)
+            output_sizes.append(
+                (height, width)
+                if image_resolution is None
+                else resolution_size(height, width, image_resolution)
+            )
+        maps = []
+        for rgb, (out_height, out_width) in zip(images, output_sizes, strict=True):
+            det_image, poses = self._estimate_resized(rgb, detect_resolution)
+            det_height, det_width = det_image.shape[:2]
+            frame = to_openpose(poses.keypoints, poses.scores, det_width, det_height)
+            drawn = draw_openpose(frame, det_image if overlay else None, options)
+            control = cv2.resize(drawn, (out_width, out_height), interpolation=cv2.INTER_LINEAR)
+            maps.append(Image.fromarray(control) if output_type == "pil" else control)
+        return maps if batched else maps[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"DWposeDetector(det_model={str(self.det_model_path)!r}, "
+            f"pose_model={str(self.pose_model_path)!r}, "
+            f"device={self.device!r}, backend={self.backend_name!r}, mode={self.mode!r})"
+        )

@@ -1,0 +1,205 @@
+"""Model files: a registry of known files, resolution of model arguments, download and checks.
+
+A model argument is a path to a file, or the name of a registered file (``"yolox_l"`` or its
+file name ``"yolox_l.onnx"``). Registered files are looked for, in order, in the ``local_dir``
+argument, in ``$DWPOSE_CTRL_HOME``, and then fetched with ``huggingface_hub.hf_hub_download``,
+so its cache, ``HF_HUB_OFFLINE``, ``HF_TOKEN``, ``HF_ENDPOINT`` mirrors and ``HF_HOME`` all
+work as usual. Files with a known sha256 are verified before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["detector", "pose"]
+HOME_ENV = "DWPOSE_CTRL_HOME"
+DWPOSE_REPO = "yzd-v/DWPose"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A known model file. ``sha256``/``size`` are ``None`` for entries not verified here."""
+
+    name: str
+    role: Role
+    repo_id: str
+    filename: str
+    size: int | None
+    sha256: str | None
+
+    @property
+    def verified(self) -> bool:
+        return self.sha256 is not None
+
+
+# One line per file. Entries without size/sha256 are unverified: downloaded but not checked.
+REGISTRY: dict[str, ModelFile] = {
+    entry.name: entry
+    for entry in (
+        ModelFile("yolox_l", "detector", DWPOSE_REPO, "yolox_l.onnx", 216_746_733,
+                  "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"),
+        ModelFile("dw-ll_ucoco_384", "pose", DWPOSE_REPO, "dw-ll_ucoco_384.onnx", 134_399_116,
+                  "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"),
+    )
+}  # fmt: skip
+
+DEFAULT_MODELS: dict[str, str] = {"detector": "yolox_l", "pose": "dw-ll_ucoco_384"}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, or not the kind of model expected."""
+
+
+def registered(name: str) -> ModelFile | None:
+    """The registry entry for a name or a file name, or ``None``."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    for entry in REGISTRY.values():
+        if entry.filename == name:
+            return entry
+    return None
+
+
+def find_registered(repo_id: str, filename: str) -> ModelFile | None:
+    """The registry entry for a Hugging Face repo and file name, or ``None``."""
+    for entry in REGISTRY.values():
+        if entry.repo_id == repo_id and entry.filename == filename:
+            return entry
+    return None
+
+
+_verified_files: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (cached per path, size and mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _verified_files:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _verified_files[key] = digest.hexdigest()
+    return _verified_files[key]
+
+
+def verify_file(path: Path, entry: ModelFile) -> Path:
+    """Check a file's size and sha256 against its registry entry; raise a clear error if they differ."""
+    fix = (
+        f"delete it and download it again (huggingface-cli download {entry.repo_id} {entry.filename}), "
+        f"or pass a path to a good copy"
+    )
+    if entry.size is not None and path.stat().st_size != entry.size:
+        raise ModelFileError(
+            f"model file {path} has {path.stat().st_size} bytes but {entry.filename} has {entry.size}: "
+            f"it is truncated or corrupt; {fix}"
+        )
+    if entry.sha256 is not None and sha256_of(path) != entry.sha256:
+        raise ModelFileError(
+            f"model file {path} does not have the sha256 of {entry.filename}: it is corrupt; {fix}"
+        )
+    return path
+
+
+def download(repo_id: str, filename: str, **hub_kwargs) -> Path:
+    """``hf_hub_download`` with a clear error when the file is neither cached nor reachable."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, **hub_kwargs))
+    except LocalEntryNotFoundError as error:
+        raise ModelFileError(
+            f"model file {filename} from {repo_id} is not in the Hugging Face cache and cannot be downloaded "
+            f"(offline: HF_HUB_OFFLINE is set or the hub is unreachable). Fix: download it once with "
+            f"`huggingface-cli download {repo_id} {filename}`, put it in ${HOME_ENV}, or pass its path"
+        ) from error
+    except (EntryNotFoundError, RepositoryNotFoundError) as error:
+        raise ModelFileError(
+            f"{filename} was not found in the Hugging Face repo {repo_id}; check the repo id and file name"
+        ) from error
+
+
+def resolve_model(
+    model: str | os.PathLike | None, role: Role, local_dir: str | os.PathLike | None = None, **hub_kwargs
+) -> Path:
+    """Turn a model argument (path, registered name, or ``None`` for the default) into a local file.
+
+    ``hub_kwargs`` go to ``hf_hub_download`` (``cache_dir``, ``revision``, ``token``, ...).
+    """
+    if model is None:
+        model = DEFAULT_MODELS[role]
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"{role} model must be a path or a registered name, got {type(model).__name__}")
+    text = os.fspath(model)
+    path = Path(text)
+    if path.is_file():
+        entry = registered(path.name)
+        return path if entry is None else _verify_if_same_size(path, entry)
+    entry = registered(text)
+    if entry is None:
+        if path.suffix or os.sep in text or "/" in text:
+            raise ModelFileError(f"{role} model file {text} does not exist; check the path")
+        names = ", ".join(sorted(name for name, e in REGISTRY.items() if e.role == role))
+        raise ModelFileError(
+            f"unknown {role} model {text!r}: give a path to an .onnx file or one of: {names}"
+        )
+    if entry.role != role:
+        raise ModelFileError(f"{entry.name} is a {entry.role} model, not a {role} model")
+    for folder in (local_dir, os.environ.get(HOME_ENV)):
+        if folder:
+            candidate = Path(folder) / entry.filename
+            if candidate.is_file():
+                return verify_file(candidate, entry)
+    return verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
+
+
+def _verify_if_same_size(path: Path, entry: ModelFile) -> Path:
+    """A user path named like a registered file: verify it, unless it is clearly another model.
+
+    A file of another size under the same name (an fp16 export, a fine-tune) is used unchecked;
+    a file of the registered size must also have the registered hash, else it is corrupt.
+    """
+    if entry.size is not None and path.stat().st_size != entry.size:
+        return path
+    return verify_file(path, entry)
+
+
+def check_signature(
+    path: str | os.PathLike, role: Role, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]]
+) -> None:
+    """Refuse an ONNX model whose inputs/outputs do not look like YOLOX (detector) or RTMPose (pose).
+
+    ``inputs`` and ``outputs`` are (name, shape) pairs; symbolic dimensions may be str or None.
+    YOLOX: one NCHW input with 3 channels, one output (N, anchors, 5 + classes). RTMPose: one NCHW
+    input with 3 channels, two outputs (N, K, bins) ``simcc_x`` and ``simcc_y``.
+    """
+    name = Path(path).name
+
+    def describe(values: list[tuple[str, list]]) -> str:
+        return ", ".join(f"{label} {shape}" for label, shape in values) or "none"
+
+    found = f"inputs: {describe(inputs)}; outputs: {describe(outputs)}"
+    image_input = len(inputs) == 1 and len(inputs[0][1]) == 4 and inputs[0][1][1] in (3, None, "")
+    if role == "detector":
+        last = outputs[0][1][-1] if len(outputs) == 1 and len(outputs[0][1]) == 3 else None
+        if not (image_input and isinstance(last, int) and last >= 6):
+            raise ModelFileError(
+                f"{name} does not look like a YOLOX person detector (expected 1 input N x 3 x H x W and "
+                f"1 output N x anchors x (5 + classes); {found}). Pass a YOLOX ONNX file as det_model "
+                "(is it the pose model given as det_model?)"
+            )
+    else:
+        simcc = len(outputs) == 2 and all(len(shape) == 3 for _, shape in outputs)
+        if not (image_input and simcc):
+            raise ModelFileError(
+                f"{name} does not look like an RTMPose/DWPose SimCC model "
+                "(expected 1 input N x 3 x H x W and "
+                f"2 outputs simcc_x N x K x 2W, simcc_y N x K x 2H; {found}). Pass a DWPose ONNX file as "
+                "pose_model (is it the detector given as pose_model?)"
+            )
