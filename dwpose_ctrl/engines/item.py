@@ -1,0 +1,333 @@
+"""The per-item work shared by every engine: read, estimate once, draw, write atomically.
+
+:func:`process_item` does one whole item (an image or a video) and never raises for bad input:
+it returns an :class:`~dwpose_ctrl.engines.report.ItemResult` with the reason. The local engine
+also uses its stages separately (:func:`read_image`, :func:`analyse_image`,
+:func:`write_image_outputs`) to overlap them across items.
+
+Write order per item: JSON, overlay, metadata photo copy, per-frame files, then the map last, each
+file atomically. An item is done when all its required outputs exist
+(:func:`~dwpose_ctrl.engines.plan.is_done`), so a killed run never leaves an item that looks done
+but is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dwpose_ctrl.engines.pipeline import BackgroundWorker, prefetch
+from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, frame_name
+from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
+from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
+from dwpose_ctrl.engines.storage import Storage, is_url, join
+from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
+from dwpose_ctrl.video import BoxTracker, KeypointSmoother, VideoWriter, boxes_from_persons, open_video
+
+
+class ItemError(ValueError):
+    """A bad input, with a reason meant for the user."""
+
+
+class Interrupted(Exception):
+    """The run was asked to stop while this item was in progress."""
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """One-Euro filter settings for video keypoints (see :class:`dwpose_ctrl.video.OneEuroFilter`)."""
+
+    min_cutoff: float = 1.0
+    beta: float = 0.0
+    derivative_cutoff: float = 1.0
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything an engine needs besides the items and the detector; picklable for Ray."""
+
+    render: RenderSettings = field(default_factory=RenderSettings)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    max_pixels: int = MAX_PIXELS
+    detect_every: int = 1
+    smoothing: Smoothing | None = None
+    video_prefetch: int = 8
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+
+
+# images -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image (RGB uint8) and the file's bytes (kept for the metadata photo copy)."""
+
+    rgb: np.ndarray
+    data: bytes
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode image file bytes to RGB uint8 with EXIF orientation applied; :class:`ItemError` if bad."""
+    if not data:
+        raise ItemError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ItemError(
+                    f"decompression bomb: the header says {width}x{height} = {width * height} pixels, more "
+                    f"than --max-pixels {max_pixels}; raise the limit only for files you trust"
+                )
+            check_image_size(height, width, "image")
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+            return to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise ItemError(f"decompression bomb: {error}") from error
+    except UnidentifiedImageError as error:
+        raise ItemError("not an image (no image format recognises its content)") from error
+    except (OSError, SyntaxError) as error:
+        raise ItemError(f"corrupt or truncated image: {error}") from error
+
+
+def read_image(item: WorkItem, storage: Storage, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read and decode one image item."""
+    try:
+        data = storage.read_bytes(item.source.location)
+    except IsADirectoryError as error:
+        raise ItemError("is a folder, not a file") from error
+    except PermissionError as error:
+        raise ItemError(f"unreadable: permission denied ({error.strerror or error})") from error
+    except OSError as error:
+        raise ItemError(f"unreadable: {error.strerror or error}") from error
+    return LoadedImage(decode_image(data, max_pixels), data)
+
+
+def analyse_image(rgb: np.ndarray, estimator: PoseEstimator, job: JobSettings) -> RenderedOutputs:
+    """One inference, then every drawn output of the image."""
+    detection_image = job.render.detection_image(rgb)
+    persons = estimator.estimate(detection_image)
+    options = job.outputs
+    return render_outputs(rgb, detection_image, persons, job.render, options.json, options.overlay)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image (deterministic)."""
+    ok, encoded = cv2.imencode(
+        ".png", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    )
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as PNG")
+    return encoded.tobytes()
+
+
+def encode_json(data: dict) -> bytes:
+    """Compact, deterministic JSON bytes (unrounded floats, as SPEC 6 asks)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def write_image_outputs(
+    item: WorkItem, rendered: RenderedOutputs, data: bytes, storage: Storage, options: OutputOptions
+) -> None:
+    """Write an image item's outputs, the map last."""
+    if item.json is not None:
+        storage.write_bytes(item.json, encode_json(rendered.openpose_json))
+    if item.overlay is not None:
+        storage.write_bytes(item.overlay, encode_png(rendered.overlay))
+    if item.photo_copy is not None:
+        storage.write_bytes(item.photo_copy, data)
+    storage.write_bytes(item.final, encode_png(rendered.control_map))
+
+
+# videos -----------------------------------------------------------------------------------------
+class VideoPoseTracker:
+    """Persons per frame with stable IDs: detection every N frames, keypoint boxes in between."""
+
+    def __init__(self, estimator: PoseEstimator, detect_every: int = 1, smoothing: Smoothing | None = None):
+        self.estimator = estimator
+        self.detect_every = detect_every
+        self.tracker = BoxTracker()
+        self.smoother = (
+            None
+            if smoothing is None
+            else KeypointSmoother(smoothing.min_cutoff, smoothing.beta, smoothing.derivative_cutoff)
+        )
+        self._previous: list = []
+
+    def __call__(self, index: int, detection_image: np.ndarray, seconds: float) -> list:
+        if index % self.detect_every == 0:
+            persons = self.tracker.update(self.estimator.estimate(detection_image))
+        else:
+            boxes = boxes_from_persons(self._previous)
+            found = self.estimator.estimate_boxes(detection_image, boxes)
+            persons = [
+                dataclasses.replace(person, box_score=previous.box_score, track_id=previous.track_id)
+                for person, previous in zip(found, self._previous, strict=True)
+            ]
+            self.tracker.refresh(persons)
+        self._previous = persons
+        if self.smoother is not None:
+            persons = self.smoother(persons, seconds)
+        return persons
+
+
+def _open_video_source(location: str, storage: Storage):
+    if is_url(location):
+        filesystem = storage.filesystem(location)
+        return filesystem.open(filesystem._strip_protocol(location), "rb")
+    return location
+
+
+def render_video(
+    item: WorkItem,
+    estimator: PoseEstimator,
+    job: JobSettings,
+    storage: Storage,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> int:
+    """Render a video item: map video (and overlay video, per-frame JSON and PNGs); frame count.
+
+    Decoding runs ahead in a thread, encoding and file writes behind in another; every frame keeps
+    its input timestamp.
+    """
+    import av
+
+    options = job.outputs
+    codec = VIDEO_CODECS[options.video_codec]
+    source = _open_video_source(item.source.location, storage)
+    frames_written = 0
+    try:
+        with open_video(source) as (info, frames):
+            out_height, out_width = job.render.output_size(info.height, info.width)
+            pose_tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
+            with storage.staged_output(item.final, codec.extension) as map_path:
+                overlay_context = (
+                    storage.staged_output(item.overlay, codec.extension)
+                    if item.overlay is not None
+                    else _no_path()
+                )
+                with overlay_context as overlay_path:
+                    writers = [
+                        VideoWriter(
+                            path,
+                            codec.encoder,
+                            codec.pixel_format,
+                            out_width,
+                            out_height,
+                            info.time_base,
+                            info.average_rate,
+                            container_format=codec.container,
+                        )
+                        for path in (map_path, overlay_path)
+                        if path is not None
+                    ]
+                    background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
+                    try:
+                        for frame in prefetch(frames, job.video_prefetch):
+                            if stop is not None and stop.is_set():
+                                raise Interrupted(f"stopped at frame {frame.index}")
+                            detection_image = job.render.detection_image(frame.image)
+                            persons = pose_tracker(frame.index, detection_image, frame.seconds)
+                            rendered = render_outputs(
+                                frame.image,
+                                detection_image,
+                                persons,
+                                job.render,
+                                options.json,
+                                item.overlay is not None,
+                            )
+                            background.submit(
+                                _frame_writer(
+                                    item,
+                                    frame.index,
+                                    frame.pts,
+                                    rendered,
+                                    writers,
+                                    storage,
+                                    options,
+                                    on_frame,
+                                )
+                            )
+                            frames_written += 1
+                        background.close()
+                        for writer in writers:
+                            writer.close()
+                    except BaseException:
+                        for writer in writers:
+                            writer.abort()
+                        with contextlib.suppress(Exception):  # the first error is the one to report
+                            background.close()
+                        raise
+    except av.FFmpegError as error:
+        raise ItemError(f"broken or unsupported video: {error}") from error
+    finally:
+        if not isinstance(source, str):
+            source.close()
+    if frames_written == 0:
+        raise ItemError("the video has no decodable frame")
+    return frames_written
+
+
+class _no_path:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def _frame_writer(item, index, pts, rendered, writers, storage, options, on_frame):
+    def write() -> None:
+        name = frame_name(index)
+        if options.json:
+            storage.write_bytes(join(item.frames_dir, name + ".json"), encode_json(rendered.openpose_json))
+        if options.frames:
+            storage.write_bytes(join(item.frames_dir, name + ".png"), encode_png(rendered.control_map))
+        writers[0].write(rendered.control_map, pts)
+        if len(writers) > 1:
+            writers[1].write(rendered.overlay, pts)
+        if on_frame is not None:
+            on_frame()
+
+    return write
+
+
+# the shared per-item function -------------------------------------------------------------------
+def process_item(
+    item: WorkItem,
+    estimator: PoseEstimator,
+    job: JobSettings,
+    storage: Storage,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> ItemResult:
+    """Do one whole item; bad input gives a failed result with its reason, never an exception."""
+    started = time.perf_counter()
+    location = item.source.location
+    try:
+        if item.kind == "video":
+            frames = render_video(item, estimator, job, storage, stop, on_frame)
+        else:
+            loaded = read_image(item, storage, job.max_pixels)
+            rendered = analyse_image(loaded.rgb, estimator, job)
+            write_image_outputs(item, rendered, loaded.data, storage, job.outputs)
+            frames = 1
+    except Interrupted as error:
+        return ItemResult(location, INTERRUPTED, str(error), seconds=time.perf_counter() - started)
+    except Exception as error:
+        return ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started)
+    return ItemResult(location, DONE, frames=frames, seconds=time.perf_counter() - started)

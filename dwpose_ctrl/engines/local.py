@@ -1,0 +1,162 @@
+"""The local engine: one process, decoding, inference and writing overlapped with threads.
+
+Images are read and decoded by ``loaders`` threads up to ``prefetch`` items ahead of the
+inference, which runs in the calling thread (one detector, its runtimes use the cores); encoding
+and atomic writes run in a background thread up to ``prefetch`` items behind. Videos stream
+frame by frame with the same overlap inside :func:`~dwpose_ctrl.engines.item.render_video`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dwpose_ctrl.engines.item import (
+    JobSettings,
+    LoadedImage,
+    analyse_image,
+    process_item,
+    read_image,
+    write_image_outputs,
+)
+from dwpose_ctrl.engines.pipeline import BackgroundWorker
+from dwpose_ctrl.engines.plan import WorkItem, is_done
+from dwpose_ctrl.engines.pose import PoseEstimator
+from dwpose_ctrl.engines.report import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    SKIPPED,
+    ItemResult,
+    RunReport,
+    describe_error,
+)
+from dwpose_ctrl.engines.storage import Storage
+
+ResultCallback = Callable[[ItemResult], None]
+
+
+def split_done(
+    items: list[WorkItem], storage: Storage, overwrite: bool
+) -> tuple[list[WorkItem], list[tuple[WorkItem, ItemResult]]]:
+    """Items still to do, and (item, skipped result) for those whose outputs all exist already."""
+    if overwrite:
+        return list(items), []
+    todo, skipped = [], []
+    for item in items:
+        if is_done(item, storage):
+            skipped.append((item, ItemResult(item.source.location, SKIPPED, "all outputs exist")))
+        else:
+            todo.append(item)
+    return todo, skipped
+
+
+@dataclass
+class LocalEngine:
+    """Runs work items in this process. ``prefetch=0`` and ``loaders=0`` run every stage in turn."""
+
+    estimator: PoseEstimator
+    job: JobSettings
+    storage: Storage
+    prefetch: int = 4
+    loaders: int = 2
+
+    def run(
+        self,
+        items: list[WorkItem],
+        overwrite: bool = False,
+        stop: threading.Event | None = None,
+        on_result: ResultCallback | None = None,
+        on_frame: Callable[[], None] | None = None,
+    ) -> RunReport:
+        """Process ``items`` (skipping done ones unless ``overwrite``); stop early when ``stop`` is set."""
+        stop = stop or threading.Event()
+        todo, skipped = split_done(items, self.storage, overwrite)
+        report = RunReport()
+        lock = threading.Lock()
+        order = {id(item): index for index, item in enumerate(items)}
+        collected: list[tuple[int, ItemResult]] = []
+
+        def record(item: WorkItem, result: ItemResult) -> None:
+            with lock:
+                collected.append((order[id(item)], result))
+            if on_result is not None:
+                on_result(result)
+
+        for item, result in skipped:
+            record(item, result)
+
+        pool = (
+            ThreadPoolExecutor(max_workers=self.loaders) if self.loaders > 0 and self.prefetch > 0 else None
+        )
+        writer = BackgroundWorker(self.prefetch, name="dwpose-writer")
+        pending: deque[tuple[WorkItem, Future | None]] = deque()
+        upcoming = iter(todo)
+
+        def load(item: WorkItem) -> LoadedImage:
+            return read_image(item, self.storage, self.job.max_pixels)
+
+        def refill() -> None:
+            while len(pending) < max(self.prefetch, 1):
+                item = next(upcoming, None)
+                if item is None:
+                    return
+                future = pool.submit(load, item) if pool is not None and item.kind == "image" else None
+                pending.append((item, future))
+
+        try:
+            refill()
+            while pending and not stop.is_set():
+                item, future = pending.popleft()
+                refill()
+                if item.kind == "video":
+                    record(item, process_item(item, self.estimator, self.job, self.storage, stop, on_frame))
+                    continue
+                self._image(item, future, writer, record)
+        finally:
+            for _, future in pending:
+                if future is not None:
+                    future.cancel()
+            writer.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if stop.is_set():
+            report.interrupted = True
+            remaining = [item for item, _ in pending] + list(upcoming)
+            for item in remaining:
+                record(item, ItemResult(item.source.location, INTERRUPTED, "not started"))
+        for _, result in sorted(collected, key=lambda pair: pair[0]):
+            report.add(result)
+        return report
+
+    def _image(self, item: WorkItem, future: Future | None, writer: BackgroundWorker, record) -> None:
+        started = time.perf_counter()
+        location = item.source.location
+        try:
+            loaded = (
+                future.result() if future is not None else read_image(item, self.storage, self.job.max_pixels)
+            )
+            rendered = analyse_image(loaded.rgb, self.estimator, self.job)
+        except Exception as error:
+            record(
+                item,
+                ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started),
+            )
+            return
+
+        def write() -> None:
+            try:
+                write_image_outputs(item, rendered, loaded.data, self.storage, self.job.outputs)
+            except Exception as error:
+                result = ItemResult(
+                    location, FAILED, describe_error(error), seconds=time.perf_counter() - started
+                )
+            else:
+                result = ItemResult(location, DONE, frames=1, seconds=time.perf_counter() - started)
+            record(item, result)
+
+        writer.submit(write)

@@ -1,0 +1,367 @@
+"""Finding the inputs and deciding every output name before any work starts.
+
+Discovery turns the command-line inputs (files, folders searched recursively, globs, ``s3://``
+prefixes) into :class:`Source` records with a path relative to their input root; planning turns
+each source into a :class:`WorkItem` naming all of its outputs below the output root, mirroring the
+input tree.
+
+Output names (documented in ``docs/cli.md``): the map of ``sub/a.jpg`` is ``sub/a.png``. When
+several sources would claim the same output name (``a.jpg`` and ``a.png`` in one folder, or an input
+named ``a.overlay.jpg`` next to ``a.jpg`` with ``--overlay``), every source involved keeps its full
+file name in the stem instead: ``sub/a.jpg.png`` and ``sub/a.png.png``. If names still collide (two
+input roots holding the same relative path), the stems involved get ``~`` plus the first 8 hex
+digits of the SHA-1 of the source location. The rule depends only on the set of inputs, so a
+resumed run plans exactly the same names. No output is ever written twice by one run.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob as globlib
+import hashlib
+import os
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dwpose_ctrl.engines.storage import PARTIAL_SUFFIX, Storage, is_url, join
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif"})
+
+
+@dataclass(frozen=True)
+class VideoCodec:
+    """How map videos are encoded: file extension, container format, PyAV encoder, pixel format."""
+
+    extension: str
+    container: str
+    encoder: str
+    pixel_format: str
+    lossless: bool
+
+
+#: ``h264`` (default): widely playable, lossy (colours shift slightly); the others are lossless.
+VIDEO_CODECS: dict[str, VideoCodec] = {
+    "h264": VideoCodec(".mp4", "mp4", "libx264", "yuv420p", lossless=False),
+    "h264-lossless": VideoCodec(".mkv", "matroska", "libx264rgb", "rgb24", lossless=True),
+    "ffv1": VideoCodec(".mkv", "matroska", "ffv1", "bgr0", lossless=True),
+    "png": VideoCodec(".mov", "mov", "png", "rgb24", lossless=True),
+}
+
+METADATA_FILE = "metadata.jsonl"
+METADATA_IMAGES = "images"
+
+
+def media_kind(name: str) -> str | None:
+    """``"image"``, ``"video"`` or None from a file name's extension (case-insensitive)."""
+    extension = os.path.splitext(name)[1].lower()
+    if extension in IMAGE_EXTENSIONS:
+        return "image"
+    if extension in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: where it is, its path relative to its input root (``/``-separated), its kind."""
+
+    location: str
+    relative: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An input that cannot become a work item (missing, symlink loop, ...), with the reason."""
+
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which outputs each item gets."""
+
+    json: bool = False
+    overlay: bool = False
+    frames: bool = False
+    metadata: bool = False
+    video_codec: str = "h264"
+
+    def __post_init__(self) -> None:
+        if self.video_codec not in VIDEO_CODECS:
+            raise ValueError(
+                f"unknown video codec {self.video_codec!r}; expected one of {sorted(VIDEO_CODECS)}"
+            )
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A source and all of its planned outputs (absolute locations below the output root).
+
+    ``required`` are the outputs that must all exist for the item to count as done; ``final`` is
+    the one written last (the map), so that a killed run never leaves an item looking done.
+    Videos also write per-frame files into ``frames_dir``, before ``final``.
+    """
+
+    source: Source
+    stem: str
+    final: str
+    json: str | None = None
+    overlay: str | None = None
+    photo_copy: str | None = None
+    frames_dir: str | None = None
+    required: tuple[str, ...] = field(default=())
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+
+# discovery ---------------------------------------------------------------------------------------
+def _has_magic(text: str) -> bool:
+    return any(character in text for character in "*?[")
+
+
+def _glob_base(pattern: str) -> str:
+    parts = pattern.replace("\\", "/").split("/")
+    base: list[str] = []
+    for part in parts:
+        if _has_magic(part):
+            break
+        base.append(part)
+    return "/".join(base) or "."
+
+
+def _stat_problem(path: str) -> str | None:
+    """Why a local path cannot be read as a file, or None when it can."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop (the link points back to itself)"
+        if os.path.islink(path):
+            return f"broken symlink to {os.readlink(path)!r}"
+        return f"cannot read: {error.strerror or error}"
+    return None
+
+
+def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """Every media file below ``root`` as (path, relative), following symlinks without looping."""
+    files: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    visited: set[str] = {os.path.realpath(root)}
+
+    def on_error(error: OSError) -> None:
+        problems.append(Problem(error.filename or root, f"cannot list folder: {error.strerror or error}"))
+
+    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=on_error):
+        kept = []
+        for name in sorted(subfolders):
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if any(real == out or real.startswith(out + os.sep) for out in excluded):
+                continue
+            if real in visited:
+                problems.append(
+                    Problem(path, "symlink loop: this folder was already visited through another path")
+                )
+                continue
+            visited.add(real)
+            kept.append(name)
+        subfolders[:] = kept
+        for name in sorted(names):
+            if name.endswith(PARTIAL_SUFFIX) or media_kind(name) is None:
+                if os.path.islink(os.path.join(folder, name)):
+                    reason = _stat_problem(os.path.join(folder, name))
+                    if reason and "loop" in reason:
+                        problems.append(Problem(os.path.join(folder, name), reason))
+                continue
+            path = os.path.join(folder, name)
+            reason = _stat_problem(path)
+            if reason is not None:
+                problems.append(Problem(path, reason))
+                continue
+            if os.path.isdir(path):
+                continue
+            relative = os.path.relpath(path, root).replace(os.sep, "/")
+            files.append((path, relative))
+    return files, problems
+
+
+def discover(
+    inputs: Iterable[str], storage: Storage | None = None, exclude: Iterable[str] = ()
+) -> tuple[list[Source], list[Problem]]:
+    """Expand ``inputs`` into sources (sorted, deduplicated) and problems.
+
+    Folders are searched recursively for known image and video extensions; files named
+    explicitly are taken whatever their extension (a non-image then fails with its reason).
+    Anything below an ``exclude`` folder (the output root) is never read.
+    """
+    storage = storage or Storage()
+    excluded = [os.path.realpath(path) for path in exclude if not is_url(path)]
+    found: dict[tuple[str, str], Source] = {}
+    problems: list[Problem] = []
+
+    def add(location: str, relative: str, explicit: bool) -> None:
+        kind = media_kind(location) or ("image" if explicit else None)
+        if kind is None:
+            return
+        if not is_url(location):
+            real = os.path.realpath(location)
+            if any(real == out or real.startswith(out + os.sep) for out in excluded):
+                return
+        found.setdefault((location, relative), Source(location, relative, kind))
+
+    for entry in inputs:
+        if is_url(entry):
+            if _has_magic(entry):
+                base = _glob_base(entry)
+                for url in storage.glob(entry):
+                    add(url, posixpath.relpath(url, base), explicit=False)
+            elif storage.is_dir(entry):
+                root = entry.rstrip("/")
+                for url in storage.list_files(root):
+                    add(url, posixpath.relpath(url, root), explicit=False)
+            elif storage.exists(entry):
+                add(entry, posixpath.basename(entry), explicit=True)
+            else:
+                problems.append(Problem(entry, "no such file or folder"))
+            continue
+        if os.path.isdir(entry):
+            files, walk_problems = _walk_local(entry, excluded)
+            problems.extend(walk_problems)
+            for path, relative in files:
+                add(path, relative, explicit=False)
+        elif os.path.lexists(entry):
+            reason = _stat_problem(entry)
+            if reason is not None:
+                problems.append(Problem(entry, reason))
+            else:
+                add(entry, os.path.basename(entry), explicit=True)
+        elif _has_magic(entry):
+            base = _glob_base(entry)
+            matches = sorted(globlib.glob(entry, recursive=True))
+            if not matches:
+                problems.append(Problem(entry, "the pattern matches no file"))
+            for match in matches:
+                if os.path.isdir(match):
+                    files, walk_problems = _walk_local(match, excluded)
+                    problems.extend(walk_problems)
+                    for path, _ in files:
+                        add(path, os.path.relpath(path, base).replace(os.sep, "/"), explicit=False)
+                else:
+                    add(match, os.path.relpath(match, base).replace(os.sep, "/"), explicit=False)
+        else:
+            problems.append(Problem(entry, "no such file or folder"))
+    sources = sorted(found.values(), key=lambda source: (source.relative, source.location))
+    return sources, problems
+
+
+# planning ----------------------------------------------------------------------------------------
+def _outputs_for(source: Source, stem: str, output_root: str, options: OutputOptions) -> dict[str, str]:
+    """The relative output names of one source for one stem."""
+    names: dict[str, str] = {}
+    if source.kind == "video":
+        extension = VIDEO_CODECS[options.video_codec].extension
+        names["final"] = stem + extension
+        if options.overlay:
+            names["overlay"] = stem + ".overlay" + extension
+        if options.json or options.frames:
+            names["frames_dir"] = stem
+    else:
+        names["final"] = stem + ".png"
+        if options.json:
+            names["json"] = stem + ".json"
+        if options.overlay:
+            names["overlay"] = stem + ".overlay.png"
+        if options.metadata:
+            names["photo_copy"] = f"{METADATA_IMAGES}/{source.relative}"
+    return names
+
+
+def _claims(names: dict[str, str]) -> list[str]:
+    """Names an item claims (a frames folder claims its whole prefix)."""
+    return [name + "/" if key == "frames_dir" else name for key, name in names.items()]
+
+
+def _colliding(claims_by_index: dict[int, list[str]], reserved: Iterable[str] = ()) -> set[int]:
+    owners: dict[str, set[int]] = defaultdict(set)
+    for index, claims in claims_by_index.items():
+        for claim in claims:
+            owners[claim.lower()].add(index)
+    for name in reserved:
+        owners[name.lower()].add(-1)
+    bad: set[int] = set()
+    prefixes = {claim for claim in owners if claim.endswith("/")}
+    for indices in owners.values():
+        if len(indices) > 1:
+            bad |= indices
+    for prefix in prefixes:
+        for claim, indices in owners.items():
+            if claim != prefix and claim.startswith(prefix):
+                bad |= indices | owners[prefix]
+    bad.discard(-1)
+    return bad
+
+
+def plan(sources: list[Source], output_root: str, options: OutputOptions) -> list[WorkItem]:
+    """One work item per source with collision-free output names (see the module docstring).
+
+    Names are compared case-insensitively so that the plan is safe on macOS and Windows disks.
+    """
+    reserved = [METADATA_FILE] if options.metadata else []
+    stems = {index: posixpath.splitext(source.relative)[0] for index, source in enumerate(sources)}
+    for attempt in range(3):
+        names = {
+            index: _outputs_for(source, stems[index], output_root, options)
+            for index, source in enumerate(sources)
+        }
+        bad = _colliding({index: _claims(value) for index, value in names.items()}, reserved)
+        if not bad:
+            break
+        for index in bad:
+            source = sources[index]
+            if attempt == 0:
+                stems[index] = source.relative
+            else:
+                digest = hashlib.sha1(source.location.encode("utf-8")).hexdigest()[:8]
+                stems[index] = f"{source.relative}~{digest}"
+    else:
+        raise ValueError(
+            f"could not find distinct output names for: {[sources[i].location for i in sorted(bad)]}"
+        )
+    items = []
+    for index, source in enumerate(sources):
+        relative = names[index]
+        absolute = {key: join(output_root, *value.split("/")) for key, value in relative.items()}
+        required = [absolute[key] for key in ("json", "overlay", "photo_copy") if key in absolute]
+        required.append(absolute["final"])
+        items.append(
+            WorkItem(
+                source=source,
+                stem=stems[index],
+                final=absolute["final"],
+                json=absolute.get("json"),
+                overlay=absolute.get("overlay"),
+                photo_copy=absolute.get("photo_copy"),
+                frames_dir=absolute.get("frames_dir"),
+                required=tuple(required),
+            )
+        )
+    return items
+
+
+def frame_name(index: int) -> str:
+    """Per-frame file stem inside a video's frames folder: ``000042``."""
+    return f"{index:06d}"
+
+
+def is_done(item: WorkItem, storage: Storage) -> bool:
+    """An item is done when every required output exists (each was written atomically)."""
+    return all(storage.exists(location) for location in item.required)

@@ -1,0 +1,158 @@
+"""The one inference step the engines run per image or frame, and what is drawn from it.
+
+An engine asks a :class:`PoseEstimator` for the persons of a detection image once, then draws
+every output from that single result: the control map, the OpenPose JSON and the overlay
+(:func:`render_outputs`). :class:`DetectorEstimator` adapts :class:`~dwpose_ctrl.DWposeDetector`;
+tests use small fakes with the same two methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from dwpose_ctrl.keypoints import Person
+from dwpose_ctrl.openpose import frame_to_json, persons_to_openpose
+from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.resize import resize_to_resolution, resolution_size
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Resolutions and parts, with the meaning they have for ``DWposeDetector.__call__``.
+
+    ``None`` resolutions mean the input's own size.
+    """
+
+    detect_resolution: int | None = 512
+    image_resolution: int | None = 512
+    include_body: bool = True
+    include_hand: bool = True
+    include_face: bool = True
+    include_foot: bool = False
+    stick_scaling: bool = False
+
+    @property
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(
+            include_body=self.include_body,
+            include_hand=self.include_hand,
+            include_face=self.include_face,
+            include_foot=self.include_foot,
+            stick_scaling=self.stick_scaling,
+        )
+
+    def detection_image(self, image: np.ndarray) -> np.ndarray:
+        """The image the persons are estimated on (SPEC 1 resize, or the image itself)."""
+        if self.detect_resolution is None:
+            return image
+        return resize_to_resolution(image, self.detect_resolution)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the map for an input of that size."""
+        if self.image_resolution is None:
+            return height, width
+        return resolution_size(height, width, self.image_resolution)
+
+
+@runtime_checkable
+class PoseEstimator(Protocol):
+    """Persons of an RGB uint8 image, in that image's pixels."""
+
+    def estimate(self, image: np.ndarray) -> list[Person]:
+        """Detect persons, then estimate their keypoints."""
+
+    def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
+        """Estimate keypoints inside given person boxes (xyxy, same pixels), one person per box."""
+
+
+class DetectorEstimator:
+    """:class:`PoseEstimator` over a :class:`~dwpose_ctrl.DWposeDetector`."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def estimate(self, image: np.ndarray) -> list[Person]:
+        return self.detector.estimate(image)
+
+    def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
+        from dwpose_ctrl.codec import decode_simcc
+        from dwpose_ctrl.topdown import build_crops, to_image_pixels
+
+        if not boxes:
+            return []
+        box_array = np.stack([np.asarray(box, dtype=np.float64) for box in boxes])
+        backend = self.detector.pose_backend
+        model_size = backend.input_size
+        crops = build_crops(image, box_array, model_size)
+        if backend.dynamic_batch:
+            simcc_x, simcc_y = backend.run(crops.inputs)[:2]
+        else:
+            outputs = [backend.run(crops.inputs[i : i + 1])[:2] for i in range(len(box_array))]
+            simcc_x = np.concatenate([output[0] for output in outputs])
+            simcc_y = np.concatenate([output[1] for output in outputs])
+        locations, scores = decode_simcc(simcc_x, simcc_y)
+        keypoints = to_image_pixels(locations, model_size, crops.centers, crops.scales)
+        return [
+            Person(keypoints=keypoints[i], scores=scores[i], box=box_array[i].copy(), box_score=None)
+            for i in range(len(box_array))
+        ]
+
+
+@dataclass(frozen=True)
+class RenderedOutputs:
+    """Everything written for one image or frame, drawn from one inference."""
+
+    control_map: np.ndarray
+    openpose_json: dict | None
+    overlay: np.ndarray | None
+
+
+def scale_persons(persons: list[Person], scale_x: float, scale_y: float) -> list[Person]:
+    """Persons with keypoints and boxes multiplied by (scale_x, scale_y)."""
+    factor = np.array([scale_x, scale_y])
+    return [
+        dataclasses.replace(person, keypoints=person.keypoints * factor, box=person.box * np.tile(factor, 2))
+        for person in persons
+    ]
+
+
+def render_outputs(
+    image: np.ndarray,
+    detection_image: np.ndarray,
+    persons: list[Person],
+    settings: RenderSettings,
+    want_json: bool,
+    want_overlay: bool,
+) -> RenderedOutputs:
+    """Control map (and JSON, overlay) of ``persons`` found on ``detection_image``.
+
+    The map is drawn on a black canvas of the detection image's size and resized (linear) to
+    the output size, exactly as ``DWposeDetector.__call__`` does; the overlay is drawn the same way
+    over the detection image. JSON coordinates are pixels of the input ``image`` (SPEC 6); persons
+    with a ``track_id`` get OpenPose's ``person_id`` field.
+    """
+    det_height, det_width = detection_image.shape[:2]
+    height, width = image.shape[:2]
+    out_height, out_width = settings.output_size(height, width)
+    frame = persons_to_openpose(persons, det_width, det_height)
+    options = settings.render_options
+
+    def finish(drawn: np.ndarray) -> np.ndarray:
+        if drawn.shape[:2] == (out_height, out_width):
+            return drawn
+        return cv2.resize(drawn, (out_width, out_height), interpolation=cv2.INTER_LINEAR)
+
+    control_map = finish(draw_openpose(frame, None, options))
+    overlay = finish(draw_openpose(frame, detection_image, options)) if want_overlay else None
+    openpose_json = None
+    if want_json:
+        openpose_json = frame_to_json(frame, width, height)
+        for entry, person in zip(openpose_json["people"], persons, strict=True):
+            if person.track_id is not None:
+                entry["person_id"] = [int(person.track_id)]
+    return RenderedOutputs(control_map, openpose_json, overlay)

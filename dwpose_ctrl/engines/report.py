@@ -1,0 +1,82 @@
+"""What happened to each input, and the summary of a run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+DONE = "done"
+SKIPPED = "skipped"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+STATUSES = (DONE, SKIPPED, FAILED, INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome of one input: ``status`` is done, skipped, failed or interrupted."""
+
+    location: str
+    status: str
+    reason: str = ""
+    frames: int = 0
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+@dataclass
+class RunReport:
+    """All item results of a run; ``exit_code`` is 0 only when nothing failed or was interrupted."""
+
+    results: list[ItemResult] = field(default_factory=list)
+    interrupted: bool = False
+
+    def add(self, result: ItemResult) -> None:
+        self.results.append(result)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counted = Counter(result.status for result in self.results)
+        return {status: counted.get(status, 0) for status in STATUSES}
+
+    @property
+    def failures(self) -> list[ItemResult]:
+        return [result for result in self.results if result.status == FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failures else 0
+
+    def summary(self) -> str:
+        counts = self.counts
+        text = f"done {counts[DONE]}, skipped {counts[SKIPPED]}, failed {counts[FAILED]}"
+        if counts[INTERRUPTED] or self.interrupted:
+            text += f", interrupted {counts[INTERRUPTED]} (run again to finish)"
+        return text
+
+    def to_json(self) -> str:
+        """The whole report as JSON: counts and one record per item."""
+        return json.dumps(
+            {
+                "counts": self.counts,
+                "interrupted": self.interrupted,
+                "items": [asdict(r) for r in self.results],
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line reason for a failed item: the message, prefixed by the type when it helps."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    kind = type(error).__name__
+    if isinstance(error, (ValueError, TypeError)) and message:
+        return message
+    return f"{kind}: {message}" if message else kind
