@@ -1,0 +1,109 @@
+"""Weights out: ONNX (the layout the runtime expects) and safetensors (with architecture metadata)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dwpose_ctrl.models.rtmpose import RTMPose
+from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES
+
+DEFAULT_OPSET = 17
+RTMPOSE_INPUT_NAME = "input"
+RTMPOSE_OUTPUT_NAMES = ("simcc_x", "simcc_y")
+YOLOX_INPUT_NAME = "images"
+YOLOX_OUTPUT_NAMES = ("output",)
+
+
+def io_names(model: nn.Module) -> tuple[str, tuple[str, ...]]:
+    """The ONNX input name and output names used for ``model`` (RTMPose or YOLOX)."""
+    if isinstance(model, RTMPose):
+        return RTMPOSE_INPUT_NAME, RTMPOSE_OUTPUT_NAMES
+    if isinstance(model, YOLOX):
+        return YOLOX_INPUT_NAME, YOLOX_OUTPUT_NAMES
+    raise TypeError(f"expected an RTMPose or YOLOX model, got {type(model).__name__}")
+
+
+def default_input_size(model: nn.Module) -> tuple[int, int]:
+    """RTMPose: its own input size; YOLOX: the variant's usual square side (416 or 640)."""
+    if isinstance(model, RTMPose):
+        return model.input_size
+    if isinstance(model, YOLOX):
+        side = YOLOX_SIZES[model.size].default_input_side
+        return side, side
+    raise TypeError(f"expected an RTMPose or YOLOX model, got {type(model).__name__}")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_size: tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export an RTMPose (``input`` -> ``simcc_x``, ``simcc_y``) or YOLOX (``images`` -> ``output``).
+
+    The graph is traced in eval mode on a float32 CPU copy of the model with constant folding, so
+    BatchNorm is fused into the convolutions as in the official exports. The batch dimension is
+    dynamic (named ``batch``) unless ``dynamic_batch=False``; the spatial size is fixed at
+    ``input_size`` (default: :func:`default_input_size`). Requires ``opset >= 11``.
+    """
+    if opset < 11:
+        raise ValueError(f"opset must be >= 11 (the runtime needs it), got {opset}")
+    input_name, output_names = io_names(model)
+    height, width = input_size or default_input_size(model)
+    if isinstance(model, RTMPose) and (height, width) != model.input_size:
+        raise ValueError(f"an RTMPose built for {model.input_size} cannot be exported at {(height, width)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    traced = copy.deepcopy(model).float().cpu().eval()
+    dynamic_axes = {name: {0: "batch"} for name in (input_name, *output_names)} if dynamic_batch else None
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            traced,
+            (torch.zeros(1, 3, height, width),),
+            str(path),
+            input_names=[input_name],
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return path
+
+
+def architecture_metadata(model: nn.Module) -> dict[str, str]:
+    """String metadata describing the network, stored in safetensors headers."""
+    if isinstance(model, RTMPose):
+        height, width = model.input_size
+        return {
+            "family": "rtmpose",
+            "size": model.size,
+            "input_size": f"{height}x{width}",
+            "num_keypoints": str(model.num_keypoints),
+        }
+    if isinstance(model, YOLOX):
+        return {"family": "yolox", "size": model.size, "num_classes": str(model.num_classes)}
+    raise TypeError(f"expected an RTMPose or YOLOX model, got {type(model).__name__}")
+
+
+def export_safetensors(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Save the state dict (mmpose / YOLOX names, float32 on the CPU) with architecture metadata."""
+    from safetensors.torch import save_file
+
+    metadata = architecture_metadata(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+    save_file(state, str(path), metadata=metadata)
+    return path
