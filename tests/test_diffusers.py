@@ -290,3 +290,124 @@ def test_pipeline_batch_of_pose_maps_fitted_to_a_size(which, request, pose_maps)
     np.testing.assert_allclose(as_tensor, as_list, atol=1e-5)
     # each prompt got its own map: the two results differ
     assert np.abs(as_list[0] - as_list[1]).max() > 0
+
+
+# ---------------------------------------------------------------- DWposeDetector as the control-map source
+
+PORTRAITS = ROOT / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    from tiny_pipelines import save_posing_detector
+
+    from dwpose_ctrl.detector import DWposeDetector
+
+    det_model, pose_model = save_posing_detector(tmp_path_factory.mktemp("posing"))
+    return DWposeDetector(det_model=det_model, pose_model=pose_model)
+
+
+@pytest.fixture(scope="module")
+def portraits() -> list[Image.Image]:
+    return [Image.open(PORTRAITS / "astronaut.png"), Image.open(PORTRAITS / "grace_hopper.jpg")]
+
+
+def test_detector_output_type_np_is_the_pil_map_as_an_array(detector, portraits):
+    as_pil = detector(portraits[1], detect_resolution=128, image_resolution=128)
+    as_np = detector(portraits[1], detect_resolution=128, image_resolution=128, output_type="np")
+    assert isinstance(as_pil, Image.Image) and as_pil.mode == "RGB"
+    assert isinstance(as_np, np.ndarray) and as_np.dtype == np.uint8 and as_np.shape[2] == 3
+    np.testing.assert_array_equal(as_np, np.asarray(as_pil))
+    assert as_np.any()
+
+
+@pytest.mark.parametrize(
+    ("image_resolution", "expected_size"),
+    [
+        # grace_hopper is 512 x 600: short side to the resolution, each side rounded to 64
+        (512, (512, 576)),
+        (256, (256, 320)),
+        (1024, (1024, 1216)),
+        (None, (512, 600)),  # None keeps the input size
+    ],
+)
+def test_detector_output_size_follows_image_resolution(detector, portraits, image_resolution, expected_size):
+    control = detector(portraits[1], detect_resolution=128, image_resolution=image_resolution)
+    assert control.size == expected_size
+
+
+def _drawn(image: np.ndarray) -> np.ndarray:
+    return image.any(axis=2)
+
+
+@pytest.mark.parametrize("part", ["hand", "face", "body"])
+def test_detector_include_flags_remove_exactly_that_part(detector, portraits, part):
+    # detect_resolution == image_resolution: no final resize, so pixels compare exactly
+    def control(**include):
+        return detector(
+            portraits[0], detect_resolution=256, image_resolution=256, output_type="np", **include
+        )
+
+    everything = control()
+    without_part = control(**{f"include_{part}": False})
+    only_part = control(**{f"include_{name}": name == part for name in ("body", "hand", "face")})
+    changed = (everything != without_part).any(axis=2)
+    assert changed.sum() > 50  # the part was drawn and is gone
+    # nothing changes where the part alone draws nothing
+    assert not changed[~_drawn(only_part)].any()
+    assert _drawn(only_part).sum() > 50
+
+
+def test_detector_include_foot_adds_feet(detector, portraits):
+    plain = detector(portraits[0], detect_resolution=256, image_resolution=256, output_type="np")
+    with_feet = detector(
+        portraits[0], detect_resolution=256, image_resolution=256, output_type="np", include_foot=True
+    )
+    assert _drawn(with_feet).sum() > _drawn(plain).sum()
+
+
+def test_detector_lists_in_give_lists_out_equal_to_single_calls(detector, portraits):
+    maps = detector(portraits, detect_resolution=128, image_resolution=64)
+    assert isinstance(maps, list) and len(maps) == 2
+    for portrait, control in zip(portraits, maps, strict=True):
+        np.testing.assert_array_equal(np.asarray(control), np.asarray(detector(portrait, 128, 64)))
+
+
+def test_detector_stick_scaling_thickens_limbs_on_large_maps(detector, portraits):
+    plain = detector(portraits[0], detect_resolution=1024, image_resolution=1024, output_type="np")
+    scaled = detector(
+        portraits[0], detect_resolution=1024, image_resolution=1024, output_type="np", stick_scaling=True
+    )
+    assert _drawn(scaled).sum() > 1.5 * _drawn(plain).sum()
+
+
+@pytest.fixture(scope="module")
+def tall_portrait(portraits) -> Image.Image:
+    """Grace Hopper stretched to 400 x 640: at image_resolution 64 its map is 64 x 128."""
+    return portraits[1].resize((400, 640))
+
+
+@pytest.mark.parametrize("which", ["sd", "sdxl"])
+def test_pipeline_with_a_detector_map_as_image(which, request, detector, tall_portrait):
+    pipe = request.getfixturevalue(f"{which}_pipeline")
+    control = detector(tall_portrait, detect_resolution=128, image_resolution=64)
+    images = _generate(pipe, control, output_type="pil")
+    assert control.size == (64, 128)
+    assert images[0].size == control.size
+
+
+@pytest.mark.parametrize("which", ["sd", "sdxl"])
+def test_pipeline_with_a_batch_of_detector_maps_via_helpers(
+    which, request, detector, portraits, tall_portrait
+):
+    pipe = request.getfixturevalue(f"{which}_pipeline")
+    maps = detector([portraits[0], tall_portrait], detect_resolution=128, image_resolution=64)
+    assert [control.size for control in maps] == [(64, 64), (64, 128)]
+    width, height = 64, 96
+    fitted = fit_control_image(maps, width, height)
+    prompts = ["a photo of an astronaut", "a portrait"]
+    as_list = _generate(pipe, fitted, prompt=prompts, output_type="np", width=width, height=height)
+    tensor = control_tensor(fitted, pipeline=pipe)
+    as_tensor = _generate(pipe, tensor, prompt=prompts, output_type="np", width=width, height=height)
+    assert as_list.shape == (2, height, width, 3)
+    np.testing.assert_allclose(as_tensor, as_list, atol=1e-5)

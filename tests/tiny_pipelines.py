@@ -12,8 +12,14 @@ ControlNet's conditioning embedding downsamples by 8 too. Everything else is as 
 layers allow. The CLIP tokenizer is a byte-level BPE built from a vocabulary and merges file
 written here.
 
+``save_posing_detector(folder)`` writes a matching stand-in for the DWPose models: a "YOLOX"
+that reports fixed person boxes and a "pose model" that puts the example pose
+(``examples/poses/waving.json``) into every crop (ONNX graphs from ``tests/onnx_graphs.py``), so
+``DWposeDetector(det_model=..., pose_model=...)`` draws real-looking maps without the official
+weights, which cannot be downloaded here.
+
 Run ``python tests/tiny_pipelines.py OUT_DIR`` to write both pipelines to ``OUT_DIR/sd`` and
-``OUT_DIR/sdxl``.
+``OUT_DIR/sdxl`` and the two detector graphs to ``OUT_DIR/detector``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -32,7 +39,10 @@ from diffusers import (
     StableDiffusionXLControlNetPipeline,
     UNet2DConditionModel,
 )
+from onnx_graphs import constant_yolox, peak_pose, simcc_peaks, yolox_grid, yolox_raw
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+EXAMPLE_POSE = Path(__file__).resolve().parents[1] / "examples" / "poses" / "waving.json"
 
 TEXT_HIDDEN = 32
 TOKENIZER_MAX_LENGTH = 16
@@ -219,6 +229,85 @@ def save_tiny_sdxl_controlnet(path: Path) -> Path:
     return path
 
 
+# COCO-WholeBody body index -> OpenPose-18 index of the same joint (neck, OpenPose 1, is derived).
+_COCO_BODY_FROM_OPENPOSE = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
+# Feet (left big toe, left small toe, left heel, right ...) as offsets from the ankles, in pixels.
+_FOOT_OFFSETS = ((14.0, 14.0), (26.0, 10.0), (-6.0, 8.0), (-14.0, 14.0), (-26.0, 10.0), (6.0, 8.0))
+
+DETECTOR_INPUT_SIZE = (64, 64)
+POSE_INPUT_SIZE = (64, 48)
+# Person boxes (x1, y1, x2, y2) as fractions of the detector's square letterbox input.
+ONE_PERSON = ((0.2, 0.05, 0.8, 0.95),)
+TWO_PERSONS = ((0.02, 0.1, 0.48, 0.95), (0.52, 0.1, 0.98, 0.95))
+
+
+def example_pose_wholebody(path: Path = EXAMPLE_POSE) -> np.ndarray:
+    """The example OpenPose JSON pose as 133 COCO-WholeBody points, normalised to its canvas."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    person = data["people"][0]
+    size = np.array([data["canvas_width"], data["canvas_height"]], dtype=np.float64)
+
+    def points(key: str) -> np.ndarray:
+        return np.array(person[key], dtype=np.float64).reshape(-1, 3)[:, :2]
+
+    body = points("pose_keypoints_2d")
+    left_ankle, right_ankle = body[13], body[10]
+    feet = [(left_ankle if index < 3 else right_ankle) + offset for index, offset in enumerate(_FOOT_OFFSETS)]
+    wholebody = np.concatenate(
+        [
+            body[list(_COCO_BODY_FROM_OPENPOSE)],
+            np.array(feet),
+            points("face_keypoints_2d")[:68],
+            points("hand_left_keypoints_2d"),
+            points("hand_right_keypoints_2d"),
+        ]
+    )
+    return wholebody / size
+
+
+def _boxes_raw(boxes: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
+    """Raw YOLOX output with one confident person per box, each on its own stride-8 anchor."""
+    height, width = DETECTOR_INPUT_SIZE
+    cells, strides = yolox_grid(DETECTOR_INPUT_SIZE)
+    anchors = {}
+    for x1, y1, x2, y2 in boxes:
+        cx, cy = (x1 + x2) / 2 * width, (y1 + y2) / 2 * height
+        box_w, box_h = (x2 - x1) * width, (y2 - y1) * height
+        stride = 8
+        cell = (int(cx // stride), int(cy // stride))
+        anchor = int(
+            np.flatnonzero((cells[:, 0] == cell[0]) & (cells[:, 1] == cell[1]) & (strides[:, 0] == 8))[0]
+        )
+        anchors[anchor] = (
+            cx / stride - cell[0],
+            cy / stride - cell[1],
+            float(np.log(box_w / stride)),
+            float(np.log(box_h / stride)),
+            1.0,
+            0.95,
+        )
+    return yolox_raw(anchors, DETECTOR_INPUT_SIZE)
+
+
+def save_posing_detector(
+    folder: Path, boxes: tuple[tuple[float, float, float, float], ...] = ONE_PERSON
+) -> tuple[Path, Path]:
+    """Write ``det.onnx`` (fixed ``boxes``) and ``pose.onnx`` (the example pose in every crop).
+
+    Returns ``(det_model, pose_model)`` paths for ``DWposeDetector``. Every keypoint scores 1.0.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    det_path = constant_yolox(folder / "det.onnx", _boxes_raw(boxes), DETECTOR_INPUT_SIZE)
+    height, width = POSE_INPUT_SIZE
+    pose = example_pose_wholebody()
+    x_bins = np.clip(np.round(pose[:, 0] * 2 * width), 0, 2 * width - 1).astype(int)
+    y_bins = np.clip(np.round(pose[:, 1] * 2 * height), 0, 2 * height - 1).astype(int)
+    simcc_x, simcc_y = simcc_peaks(x_bins, y_bins, POSE_INPUT_SIZE)
+    pose_path = peak_pose(folder / "pose.onnx", simcc_x, simcc_y, POSE_INPUT_SIZE)
+    return det_path, pose_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -227,6 +316,7 @@ def main() -> None:
     args = parser.parse_args()
     print(save_tiny_sd_controlnet(args.out_dir / "sd"))
     print(save_tiny_sdxl_controlnet(args.out_dir / "sdxl"))
+    print(*save_posing_detector(args.out_dir / "detector"))
 
 
 if __name__ == "__main__":
