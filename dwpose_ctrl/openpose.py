@@ -65,6 +65,8 @@ def _frozen_points(value: Any, count: int, name: str) -> np.ndarray:
         raise ValueError(
             f"OpenPosePerson.{name} must have shape ({count}, 3) (x, y, score), got {array.shape}"
         )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"OpenPosePerson.{name} contains NaN or infinite values")
     array.setflags(write=False)
     return array
 
@@ -140,6 +142,8 @@ class OpenPoseFrame:
 
     def __post_init__(self) -> None:
         _check_size(self.width, self.height, "OpenPoseFrame")
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
         people = list(self.people)
         for index, person in enumerate(people):
             if not isinstance(person, OpenPosePerson):

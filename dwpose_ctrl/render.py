@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.openpose import OpenPoseFrame, OpenPosePerson, point_present
 
 # Body limbs as pairs of OpenPose-18 indices; the first point of each pair is p1 (SPEC 5).
@@ -62,6 +63,10 @@ HAND_LINE_THICKNESS = 2
 HAND_POINT_RADIUS = 4
 FACE_POINT_RADIUS = 3
 LIMB_DIMMING = 0.6
+# uint8 value v -> int(v * 0.6), the reference's float64 multiply and truncation, as a lookup table.
+_DIMMED = (np.arange(256, dtype=np.float64) * LIMB_DIMMING).astype(np.uint8)
+# OpenCV takes int32 pixel coordinates; farther points are refused with a clear error.
+MAX_PIXEL_COORDINATE = 2**30
 _ONE_PIXEL = 0.01  # hand/face points are drawn when int(x * W) > 0.01 and int(y * H) > 0.01
 
 
@@ -106,10 +111,12 @@ def draw_openpose(
     if not isinstance(options, RenderOptions):
         raise TypeError(f"options must be a RenderOptions, got {type(options).__name__}")
     if canvas is None:
+        _check_canvas_size(frame.height, frame.width)
         image = np.zeros((frame.height, frame.width, 3), dtype=np.uint8)
     else:
         image = _copy_canvas(canvas)
     people = frame.people
+    _check_drawable(people, image.shape[0], image.shape[1], options)
     if options.include_body or options.include_foot:
         image = _draw_bodies(image, people, options)
     if options.include_hand:
@@ -122,6 +129,40 @@ def draw_openpose(
     return image
 
 
+def _check_canvas_size(height: int, width: int) -> None:
+    if height * width > MAX_PIXELS:
+        raise ValueError(
+            f"a {width}x{height} map has more than {MAX_PIXELS} pixels (dwpose_ctrl.inputs.MAX_PIXELS); "
+            "draw at a smaller size with dataclasses.replace(frame, width=..., height=...)"
+        )
+
+
+def _check_drawable(people: list[OpenPosePerson], height: int, width: int, options: RenderOptions) -> None:
+    """Refuse points that would be drawn at pixel coordinates OpenCV cannot take."""
+    for index, person in enumerate(people):
+        parts = []
+        if options.include_body or options.include_foot:
+            parts += [
+                ("body", person.body, person.body_visible()),
+                ("feet", person.feet, person.feet_visible()),
+            ]
+        if options.include_hand:
+            parts += [
+                ("left_hand", person.left_hand, person.left_hand_present()),
+                ("right_hand", person.right_hand, person.right_hand_present()),
+            ]
+        if options.include_face:
+            parts.append(("face", person.face, person.face_present()))
+        for name, points, drawn in parts:
+            pixels = np.abs(points[drawn, :2]) * (width, height)
+            if pixels.size and pixels.max() >= MAX_PIXEL_COORDINATE:
+                raise ValueError(
+                    f"person {index}: a {name} point lies {pixels.max():.3g} pixels from the origin of a "
+                    f"{width}x{height} canvas, beyond what can be drawn ({MAX_PIXEL_COORDINATE}); "
+                    "check that the coordinates are normalised by the canvas size"
+                )
+
+
 def _copy_canvas(canvas: np.ndarray) -> np.ndarray:
     if not isinstance(canvas, np.ndarray):
         raise TypeError(f"canvas must be a numpy RGB uint8 array (H, W, 3), got {type(canvas).__name__}")
@@ -129,6 +170,7 @@ def _copy_canvas(canvas: np.ndarray) -> np.ndarray:
         raise TypeError(f"canvas must be uint8 RGB, got dtype {canvas.dtype}; convert it first")
     if canvas.ndim != 3 or canvas.shape[2] != 3 or canvas.shape[0] == 0 or canvas.shape[1] == 0:
         raise ValueError(f"canvas must have shape (H, W, 3) with H, W > 0, got {canvas.shape}")
+    _check_canvas_size(canvas.shape[0], canvas.shape[1])
     return np.array(canvas, dtype=np.uint8, order="C", copy=True)
 
 
@@ -167,7 +209,7 @@ def _draw_bodies(image: np.ndarray, people: list[OpenPosePerson], options: Rende
             if person_visible[first] and person_visible[second]:
                 _draw_limb(image, person_points[first], person_points[second], half_width, color)
 
-    image = (image * LIMB_DIMMING).astype(np.uint8)
+    image = cv2.LUT(image, _DIMMED)
 
     for index, color in joints:
         for person_points, person_visible in zip(points, visible, strict=True):
@@ -180,11 +222,10 @@ def _draw_bodies(image: np.ndarray, people: list[OpenPosePerson], options: Rende
 
 def _pixels_drawn(points: np.ndarray, present: np.ndarray, height: int, width: int) -> list:
     """Pixel position of every point that is drawn (present and past the 1-pixel rule), else None."""
-    pixels = []
-    for (x, y, _), keep in zip(points, present, strict=True):
-        px, py = int(x * width), int(y * height)
-        pixels.append((px, py) if keep and px > _ONE_PIXEL and py > _ONE_PIXEL else None)
-    return pixels
+    xs = (points[:, 0] * width).astype(np.int64)  # int(x * W): truncation toward zero
+    ys = (points[:, 1] * height).astype(np.int64)
+    drawn = present & (xs > _ONE_PIXEL) & (ys > _ONE_PIXEL)
+    return [(int(x), int(y)) if keep else None for x, y, keep in zip(xs, ys, drawn, strict=True)]
 
 
 def _draw_hand(image: np.ndarray, hand: np.ndarray) -> None:

@@ -134,6 +134,14 @@ def test_person_arrays_are_read_only_float64_copies() -> None:
     assert person.body.dtype == np.float64
     with pytest.raises(ValueError):
         person.body[0, 0] = 1
+    with pytest.raises(ValueError, match="NaN"):
+        OpenPosePerson(
+            np.full((18, 3), np.nan),
+            np.zeros((6, 3)),
+            np.zeros((68, 3)),
+            np.zeros((21, 3)),
+            np.zeros((21, 3)),
+        )
     with pytest.raises(ValueError, match=r"face must have shape \(68, 3\)"):
         OpenPosePerson(body, np.zeros((6, 3)), np.zeros((70, 3)), np.zeros((21, 3)), np.zeros((21, 3)))
 

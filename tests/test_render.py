@@ -431,6 +431,20 @@ def test_bad_render_arguments(kwargs: dict, error: type) -> None:
         draw_openpose(np.zeros((10, 10, 3), np.uint8))
 
 
+def test_refuses_points_too_far_for_opencv_unless_they_are_hidden() -> None:
+    far = make_person(100, 100, left_hand={3: (5e9, 10, 1.0)})
+    with pytest.raises(ValueError, match="left_hand point"):
+        draw_openpose(OpenPoseFrame([far], 100, 100))
+    assert not draw_openpose(OpenPoseFrame([far], 100, 100), options=RenderOptions(include_hand=False)).any()
+    hidden = make_person(100, 100, body={0: (5e9, 10, 0.2)})
+    assert not draw_openpose(OpenPoseFrame([hidden], 100, 100)).any()
+
+
+def test_refuses_absurd_canvas_sizes_before_allocating() -> None:
+    with pytest.raises(ValueError, match="MAX_PIXELS"):
+        draw_openpose(OpenPoseFrame([], 100_000, 100_000))
+
+
 # ----------------------------------------------------------------------------------------------
 # Equality with the reference annotator (DWPoses, SPEC 12)
 
