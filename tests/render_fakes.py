@@ -22,7 +22,9 @@ def person_in_box(box: np.ndarray, box_score: float | None = 0.9) -> Person:
     box = np.asarray(box, dtype=np.float64)
     size = box[2:] - box[:2]
     keypoints = box[:2] + TEMPLATE * size
-    return Person(keypoints=keypoints, scores=np.full(NUM_KEYPOINTS, 0.9), box=box.copy(), box_score=box_score)
+    return Person(
+        keypoints=keypoints, scores=np.full(NUM_KEYPOINTS, 0.9), box=box.copy(), box_score=box_score
+    )
 
 
 def blob_boxes(image: np.ndarray) -> list[np.ndarray]:
@@ -56,7 +58,9 @@ class BlobEstimator:
         found = blob_boxes(image)
         persons = []
         for box in boxes:
-            overlaps = [b for b in found if b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3]]
+            overlaps = [
+                b for b in found if b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3]
+            ]
             persons.append(person_in_box(overlaps[0] if overlaps else box, None))
         return persons
 
