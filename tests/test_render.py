@@ -530,3 +530,15 @@ def test_equals_the_reference_for_a_crowd_of_overlapping_people(monkeypatch) -> 
     pose = reference_pose(keypoints, scores, 120, 120, monkeypatch)
     expected = DWPoses.draw_pose(pose, 120, 120)
     assert np.array_equal(draw_openpose(to_openpose(keypoints, scores, 120, 120)), expected)
+
+
+def test_the_examples_in_docs_rendering_md_run() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "rendering.md"
+    if not doc.exists():
+        pytest.skip("docs/rendering.md is not in this checkout")
+    blocks = doc.read_text().split("```python\n")[1:]
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(compile(block.split("```", 1)[0], str(doc), "exec"), {})
