@@ -310,13 +310,23 @@ def frame_to_json(frame: OpenPoseFrame, image_width: int, image_height: int) -> 
     return {"people": people, "canvas_width": width, "canvas_height": height}
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A JSON number that fits a float64: not a bool, string or null; not NaN, inf or 1e400."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _read_canvas_side(data: dict, key: str) -> int:
     if key not in data:
         raise ValueError(
             f"OpenPose JSON has no {key!r}; it needs 'people', 'canvas_width' and 'canvas_height'"
         )
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+    if not _is_finite_number(value) or not float(value).is_integer():
         raise ValueError(f"OpenPose JSON {key!r} must be a whole number of pixels, got {value!r}")
     if value <= 0:
         raise ValueError(f"OpenPose JSON {key!r} must be > 0, got {value!r}")
@@ -336,7 +346,7 @@ def _read_part(
         expected = " or ".join(str(3 * count) for count in counts)
         raise ValueError(f"{where}.{key} must hold {expected} numbers (x, y, c per point), got {len(values)}")
     for index, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        if not _is_finite_number(value):
             raise ValueError(f"{where}.{key}[{index}] must be a finite number, got {value!r}")
     points = np.array(values, dtype=np.float64).reshape(-1, 3)
     points[:, 0] /= float(width)

@@ -411,3 +411,72 @@ def test_bad_json_text_and_types() -> None:
 def test_foot_key_only_for_persons_with_a_visible_foot_point() -> None:
     data = frame_to_json(small_frame(), 200, 100)
     assert [FOOT_KEY in person for person in data["people"]] == [True, False]
+
+
+# ----------------------------------------------------------------------------------------------
+# Property: any JSON-like input gives a frame or a clear error
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = ["people", "canvas_width", "canvas_height", "pose_keypoints_2d", "face_keypoints_2d"]
+_KEYS += ["hand_left_keypoints_2d", "hand_right_keypoints_2d", "foot_keypoints_2d"]
+_numbers = st.integers(min_value=-(10**400), max_value=10**400) | st.floats() | st.booleans() | st.none()
+_json_like = st.recursive(
+    _numbers | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=2), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _part(counts: list[int]):
+    return st.none() | st.integers(0, 1).flatmap(
+        lambda exact: st.sampled_from(counts).flatmap(
+            lambda count: st.lists(_numbers, min_size=3 * count + 1 - exact, max_size=3 * count + 1 - exact)
+        )
+    )
+
+
+_openpose_like = st.fixed_dictionaries(
+    {
+        "people": st.lists(
+            st.fixed_dictionaries(
+                {"pose_keypoints_2d": _part([18, 25])},
+                optional={
+                    "face_keypoints_2d": _part([68, 70]),
+                    "hand_left_keypoints_2d": _part([21]),
+                    "hand_right_keypoints_2d": _part([21]),
+                    "foot_keypoints_2d": _part([6]),
+                },
+            ),
+            max_size=3,
+        ),
+        "canvas_width": st.integers(-2, 5000) | st.floats(),
+        "canvas_height": st.integers(-2, 5000),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(_json_like | _openpose_like)
+def test_any_json_gives_a_frame_or_a_clear_error(data) -> None:
+    try:
+        frame = frame_from_json(data)
+    except (TypeError, ValueError) as error:
+        assert str(error)
+        return
+    assert isinstance(frame, OpenPoseFrame)
+    small = dataclasses.replace(frame, width=32, height=24)
+    try:
+        image = draw_openpose(small, options=RenderOptions(include_foot=True, stick_scaling=True))
+    except ValueError as error:
+        assert "beyond what can be drawn" in str(error)
+        return
+    assert image.shape == (24, 32, 3)
+    assert frame_from_json(frame_to_json(frame, frame.width, frame.height)).people.__len__() == len(
+        frame.people
+    )
