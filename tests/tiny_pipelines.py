@@ -45,7 +45,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 EXAMPLE_POSE = Path(__file__).resolve().parents[1] / "examples" / "poses" / "waving.json"
 
 TEXT_HIDDEN = 32
-TOKENIZER_MAX_LENGTH = 16
+TOKENIZER_MAX_LENGTH = 77
 # Words given their own token, so that test prompts tokenise to a few ids instead of characters.
 TOKENIZER_WORDS = ("a", "person", "dancing", "photo", "of", "an", "astronaut", "standing", "portrait")
 
@@ -236,9 +236,11 @@ _FOOT_OFFSETS = ((14.0, 14.0), (26.0, 10.0), (-6.0, 8.0), (-14.0, 14.0), (-26.0,
 
 DETECTOR_INPUT_SIZE = (64, 64)
 POSE_INPUT_SIZE = (64, 48)
-# Person boxes (x1, y1, x2, y2) as fractions of the detector's square letterbox input.
+# Person boxes (x1, y1, x2, y2) as fractions of the detector's square letterbox input, where the
+# image sits at the top left: ONE_PERSON suits a roughly square portrait, TWO_PERSONS a group
+# picture about twice as wide as high (two portraits side by side).
 ONE_PERSON = ((0.2, 0.05, 0.8, 0.95),)
-TWO_PERSONS = ((0.02, 0.1, 0.48, 0.95), (0.52, 0.1, 0.98, 0.95))
+TWO_PERSONS = ((0.02, 0.02, 0.48, 0.5), (0.52, 0.02, 0.98, 0.5))
 
 
 def example_pose_wholebody(path: Path = EXAMPLE_POSE) -> np.ndarray:

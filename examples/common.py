@@ -1,0 +1,156 @@
+"""Pieces the example scripts share: command-line options, the detector and the diffusers pipeline.
+
+Heavy imports (torch, diffusers) happen inside the functions, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from dwpose_ctrl import DWposeDetector
+
+SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
+SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_CONTROLNET = "xinsir/controlnet-openpose-sdxl-1.0"
+EXAMPLE_IMAGES = Path(__file__).resolve().parent / "images"
+EXAMPLE_POSES = Path(__file__).resolve().parent / "poses"
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pose detector")
+    group.add_argument(
+        "--det-model",
+        metavar="PATH_OR_NAME",
+        help="person detector ONNX file or registered name (default: the official yolox_l.onnx)",
+    )
+    group.add_argument(
+        "--pose-model",
+        metavar="PATH_OR_NAME",
+        help="pose model ONNX file or registered name (default: the official dw-ll_ucoco_384.onnx)",
+    )
+    group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument(
+        "--detect-resolution", type=int, default=512, help="short side used for detection (default: 512)"
+    )
+
+
+def build_detector(args: argparse.Namespace, **options) -> DWposeDetector:
+    """The detector the options ask for; ``options`` go to the constructor (e.g. max_persons)."""
+    return DWposeDetector(
+        det_model=args.det_model, pose_model=args.pose_model, device=args.detector_device, **options
+    )
+
+
+def add_pipeline_arguments(
+    parser: argparse.ArgumentParser, model_id: str, controlnet_id: str, steps: int
+) -> None:
+    group = parser.add_argument_group("diffusers pipeline")
+    group.add_argument(
+        "--model-id", default=model_id, help="base model: Hub id or local folder (default: %(default)s)"
+    )
+    group.add_argument(
+        "--controlnet-id",
+        default=controlnet_id,
+        help="openpose ControlNet: Hub id or local folder (default: %(default)s)",
+    )
+    group.add_argument("--prompt", default="a dancer on a stage, best quality, detailed")
+    group.add_argument("--negative-prompt", default="lowres, bad anatomy, worst quality, low quality")
+    group.add_argument("--steps", type=int, default=steps, help="denoising steps (default: %(default)s)")
+    group.add_argument("--guidance-scale", type=float, default=7.5)
+    group.add_argument(
+        "--conditioning-scale", type=float, default=1.0, help="ControlNet conditioning scale (default: 1.0)"
+    )
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", help="cuda, mps or cpu (default: cuda when available, else cpu)")
+    group.add_argument(
+        "--dtype",
+        choices=("auto", "float16", "bfloat16", "float32"),
+        default="auto",
+        help="weights dtype (default: float16 on cuda, float32 elsewhere)",
+    )
+
+
+def pipeline_device_and_dtype(args: argparse.Namespace):
+    """(device, torch dtype) from the options: cuda and float16 when available, else cpu and float32."""
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.dtype == "auto":
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    else:
+        dtype = getattr(torch, args.dtype)
+    return device, dtype
+
+
+def _dtype_option(dtype) -> dict:
+    """``from_pretrained``'s dtype keyword: ``dtype`` in recent diffusers, ``torch_dtype`` before."""
+    from diffusers.utils import deprecation_utils
+
+    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype": dtype} if renamed else {"torch_dtype": dtype}
+
+
+def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
+    """The SD 1.5 (or SDXL) ControlNet pipeline named by ``--model-id`` / ``--controlnet-id``."""
+    from diffusers import (
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionXLControlNetPipeline,
+        UniPCMultistepScheduler,
+    )
+
+    device, dtype = pipeline_device_and_dtype(args)
+    dtype_option = _dtype_option(dtype)
+    controlnet = ControlNetModel.from_pretrained(args.controlnet_id, **dtype_option)
+    pipeline_class = StableDiffusionXLControlNetPipeline if sdxl else StableDiffusionControlNetPipeline
+    extra = {}
+    if sdxl and getattr(args, "vae_id", None):
+        from diffusers import AutoencoderKL
+
+        extra["vae"] = AutoencoderKL.from_pretrained(args.vae_id, **dtype_option)
+    pipe = pipeline_class.from_pretrained(args.model_id, controlnet=controlnet, **dtype_option, **extra)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    return pipe.to(device)
+
+
+def generate(pipe, args: argparse.Namespace, control, width: int, height: int, prompt: str | None = None):
+    """Run the pipeline on one control image (or a list) with the seeded options; PIL images out."""
+    import torch
+
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    count = len(control) if isinstance(control, list) else 1
+    result = pipe(
+        [prompt or args.prompt] * count,
+        negative_prompt=[args.negative_prompt] * count,
+        image=control,
+        width=width,
+        height=height,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        controlnet_conditioning_scale=args.conditioning_scale,
+        generator=generator,
+    )
+    return result.images
+
+
+def output_dir(path: str | Path) -> Path:
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def side_by_side(images: list[Image.Image], height: int = 512) -> Image.Image:
+    """The images scaled to one height and placed left to right (for quick comparison)."""
+    scaled = [
+        image.convert("RGB").resize((round(image.width * height / image.height), height)) for image in images
+    ]
+    strip = Image.new("RGB", (sum(image.width for image in scaled), height))
+    left = 0
+    for image in scaled:
+        strip.paste(image, (left, 0))
+        left += image.width
+    return strip
