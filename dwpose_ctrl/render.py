@@ -222,8 +222,9 @@ def _draw_bodies(image: np.ndarray, people: list[OpenPosePerson], options: Rende
 
 def _pixels_drawn(points: np.ndarray, present: np.ndarray, height: int, width: int) -> list:
     """Pixel position of every point that is drawn (present and past the 1-pixel rule), else None."""
-    xs = (points[:, 0] * width).astype(np.int64)  # int(x * W): truncation toward zero
-    ys = (points[:, 1] * height).astype(np.int64)
+    coordinates = np.where(present[:, None], points[:, :2], 0.0)  # missing points may lie anywhere
+    xs = (coordinates[:, 0] * width).astype(np.int64)  # int(x * W): truncation toward zero
+    ys = (coordinates[:, 1] * height).astype(np.int64)
     drawn = present & (xs > _ONE_PIXEL) & (ys > _ONE_PIXEL)
     return [(int(x), int(y)) if keep else None for x, y, keep in zip(xs, ys, drawn, strict=True)]
 

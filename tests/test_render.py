@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -436,8 +437,10 @@ def test_refuses_points_too_far_for_opencv_unless_they_are_hidden() -> None:
     with pytest.raises(ValueError, match="left_hand point"):
         draw_openpose(OpenPoseFrame([far], 100, 100))
     assert not draw_openpose(OpenPoseFrame([far], 100, 100), options=RenderOptions(include_hand=False)).any()
-    hidden = make_person(100, 100, body={0: (5e9, 10, 0.2)})
-    assert not draw_openpose(OpenPoseFrame([hidden], 100, 100)).any()
+    hidden = make_person(100, 100, body={0: (5e9, 10, 0.2)}, right_hand={0: (1e300, 10, 0.1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflowing casts of missing points either
+        assert not draw_openpose(OpenPoseFrame([hidden], 100, 100)).any()
 
 
 def test_refuses_absurd_canvas_sizes_before_allocating() -> None:
