@@ -317,6 +317,7 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
         "batch_size": args.ray_batch_size,
         "cpus_per_worker": args.ray_cpus_per_worker,
         "gpus_per_worker": args.ray_gpus_per_worker,
+        "show_progress": not args.quiet,
     }
     try:
         with _StopOnSignal(stop, say):

@@ -72,6 +72,7 @@ class RayEngine:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     init_kwargs: dict | None = None
+    show_progress: bool = True
 
     def run(
         self,
@@ -95,6 +96,7 @@ class RayEngine:
             started_here = not ray.is_initialized()
             if started_here:
                 ray.init(address=self.address, **(self.init_kwargs or {}))
+            ray.data.DataContext.get_current().enable_progress_bars = self.show_progress
             try:
                 rows = [{"index": order[id(item)], "item": pickle.dumps(item)} for item in todo]
                 for index, result in self._map(rows, stop, ray):

@@ -1,0 +1,195 @@
+"""Object storage (s3:// on a local moto server) and the Ray Data engine against the local engine."""
+
+from __future__ import annotations
+
+import os
+import socket
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from render_fakes import blob_factory, blob_image
+
+from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, Storage, render_files
+from dwpose_ctrl.video import VideoWriter
+
+JOB = JobSettings(
+    render=RenderSettings(detect_resolution=128, image_resolution=128),
+    outputs=OutputOptions(json=True, overlay=True, frames=True, video_codec="ffv1"),
+)
+BUCKET = "dwpose-test"
+
+
+def make_inputs(folder: Path) -> Path:
+    for index in range(5):
+        path = folder / f"set{index % 2}" / f"photo {index}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(
+            blob_image(96, 128, [(8 + 6 * index, 10, 30, 60), (90, 20, 20, 50)], seed=index)
+        ).save(path)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    writer = VideoWriter(
+        str(folder / "clip.mp4"), "libx264", "yuv420p", 128, 96, Fraction(1, 25), Fraction(25)
+    )
+    for index in range(4):
+        writer.write(blob_image(96, 128, [(10 + 5 * index, 10, 30, 60)], seed=index), index)
+    writer.close()
+    return folder
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def outcome(report) -> list[tuple[str, str, str]]:
+    return [(Path(r.location).name, r.status, r.reason) for r in report.results]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    return make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def local_outputs(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "out"
+    report = render_files([str(inputs)], str(out), blob_factory, JOB)
+    assert report.counts == {"done": 6, "skipped": 0, "failed": 1, "interrupted": 0}
+    return out, report
+
+
+# S3 through fsspec on a local moto server --------------------------------------------------------
+@pytest.fixture(scope="module")
+def s3_storage():
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+        "use_listings_cache": False,
+    }
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
+    storage = Storage(options)
+    yield storage
+    server.stop()
+
+
+def upload(storage: Storage, folder: Path, prefix: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            storage.write_bytes(
+                f"s3://{BUCKET}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes()
+            )
+
+
+def download(storage: Storage, prefix: str) -> dict[str, bytes]:
+    root = f"s3://{BUCKET}/{prefix}/"
+    return {url.removeprefix(root): storage.read_bytes(url) for url in storage.list_files(root.rstrip("/"))}
+
+
+def test_s3_inputs_and_outputs_equal_local_ones_and_resume(s3_storage, inputs, local_outputs):
+    local_out, local_report = local_outputs
+    upload(s3_storage, inputs, "in")
+    report = render_files([f"s3://{BUCKET}/in"], f"s3://{BUCKET}/out", blob_factory, JOB, storage=s3_storage)
+    assert report.counts == local_report.counts
+    assert [(name, status) for name, status, _ in outcome(report)] == [
+        (name, status) for name, status, _ in outcome(local_report)
+    ]
+    assert download(s3_storage, "out") == tree(local_out)
+    again = render_files([f"s3://{BUCKET}/in"], f"s3://{BUCKET}/out", blob_factory, JOB, storage=s3_storage)
+    assert again.counts == {"done": 0, "skipped": 6, "failed": 1, "interrupted": 0}
+
+
+def test_s3_missing_prefix_is_reported(s3_storage):
+    report = render_files(
+        [f"s3://{BUCKET}/nothing-here"], f"s3://{BUCKET}/o", blob_factory, JOB, storage=s3_storage
+    )
+    assert [(status, reason) for _, status, reason in outcome(report)] == [
+        ("failed", "no such file or folder")
+    ]
+
+
+# Ray Data ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    here = Path(__file__).resolve().parent
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": f"{here.parent}{os.pathsep}{here}"}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_the_same_files_and_report_as_the_local_engine(
+    local_ray, inputs, local_outputs, tmp_path, s3_storage
+):
+    local_out, local_report = local_outputs
+    options = {"workers": 2, "batch_size": 2, "show_progress": False}
+    out = tmp_path / "out"
+    report = render_files([str(inputs)], str(out), blob_factory, JOB, engine="ray", ray_options=options)
+    assert outcome(report) == outcome(local_report)
+    assert tree(out) == tree(local_out)
+    # resumable: delete one output, the next run redoes just that item
+    (out / "set1" / "photo 1.overlay.png").unlink()
+    again = render_files([str(inputs)], str(out), blob_factory, JOB, engine="ray", ray_options=options)
+    assert again.counts == {"done": 1, "skipped": 5, "failed": 1, "interrupted": 0}
+    assert tree(out) == tree(local_out)
+    # and from S3 to S3, each worker opening its own filesystem
+    upload(s3_storage, inputs, "ray-in")
+    on_s3 = render_files(
+        [f"s3://{BUCKET}/ray-in"],
+        f"s3://{BUCKET}/ray-out",
+        blob_factory,
+        JOB,
+        storage=s3_storage,
+        engine="ray",
+        ray_options=options,
+    )
+    assert on_s3.counts == local_report.counts
+    assert download(s3_storage, "ray-out") == tree(local_out)
+
+
+def test_ray_actor_builds_one_estimator_and_maps_a_batch(inputs, tmp_path):
+    import pickle
+
+    from dwpose_ctrl.engines import discover, plan
+    from dwpose_ctrl.engines.ray_engine import RenderActor
+
+    built = []
+
+    def factory():
+        built.append(1)
+        return blob_factory()
+
+    items = plan(discover([str(inputs)])[0], str(tmp_path / "out"), JOB.outputs)
+    actor = RenderActor(factory, JOB, Storage())
+    batch = {"index": np.arange(len(items)), "item": np.array([pickle.dumps(i) for i in items], dtype=object)}
+    columns = actor(batch)
+    assert built == [1]
+    assert columns["index"] == list(range(len(items)))
+    assert columns["status"] == ["failed", "done", "done", "done", "done", "done", "done"]
+    assert columns["frames"][1] == 4  # clip.mp4 sorts after broken.png
