@@ -1,0 +1,243 @@
+"""Typed training configuration and the loader for config files.
+
+A config file is a Python file that defines ``CONFIG``, a :class:`TrainConfig` (see
+``training/configs/``). ``--set section.field=value`` overrides any field from the command
+line (values are Python literals: ``--set optim.lr=1e-3 --set data.batch_size=16``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import os
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dwpose_ctrl.codec import default_simcc_sigma
+from dwpose_ctrl.keypoints import KEYPOINT_LAYOUTS, KeypointMetadata
+from training.data.transforms import AugmentationConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DATASET_KINDS = ("coco_wholebody", "ubody")
+AMP_MODES = ("none", "bf16", "fp16")
+INIT_KINDS = ("backbone", "whole")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset. ``coco_wholebody``: ``annotation_file`` + ``image_root``. ``ubody``: ``root``
+    (with ``annotations/<scene>/<split>_annotations.json`` and ``images/``), ``scenes`` (empty =
+    all), ``split``. Relative paths are resolved against ``DataConfig.data_root``."""
+
+    kind: str = "coco_wholebody"
+    annotation_file: str = ""
+    image_root: str = ""
+    root: str = ""
+    scenes: tuple[str, ...] = ()
+    split: str = "train"
+    sample_interval: int = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training datasets (concatenated), the validation dataset and loader settings (per process)."""
+
+    train: tuple[DatasetConfig, ...] = ()
+    val: DatasetConfig | None = None
+    data_root: str = ""
+    batch_size: int = 64
+    val_batch_size: int = 64
+    num_workers: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """RTMPose size, input (height, width), keypoint layout name, label sigma and initial weights.
+
+    ``init_checkpoint`` + ``init_kind='backbone'`` loads only ``backbone.*`` tensors (a pretrained
+    CSPNeXt); ``init_kind='whole'`` loads a whole model (e.g. an official RTMPose checkpoint).
+    ``sigma`` None means the published value for the input size.
+    """
+
+    size: str = "l"
+    input_size: tuple[int, int] = (256, 192)
+    keypoints: str = "coco_wholebody"
+    sigma: tuple[float, float] | None = None
+    init_checkpoint: str | None = None
+    init_kind: str = "backbone"
+
+    @property
+    def label_sigma(self) -> tuple[float, float]:
+        return self.sigma if self.sigma is not None else default_simcc_sigma(self.input_size)
+
+    @property
+    def metadata(self) -> KeypointMetadata:
+        return keypoint_layout(self.keypoints)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW; ``lr`` is for ``base_batch_size`` images per step and scales linearly with the real
+    total batch when ``scale_lr`` is set. Norm layers and biases get no weight decay."""
+
+    lr: float = 4e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    base_batch_size: int = 512
+    scale_lr: bool = True
+    clip_grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Linear warm-up over ``warmup_iters`` from ``warmup_start_factor`` x lr, then cosine from
+    ``cosine_begin_epoch`` to ``max_epochs`` down to ``min_lr_factor`` x lr (per iteration)."""
+
+    max_epochs: int = 270
+    warmup_iters: int = 1000
+    warmup_start_factor: float = 1e-5
+    cosine_begin_epoch: int = 135
+    min_lr_factor: float = 0.05
+
+
+@dataclass(frozen=True)
+class EmaConfig:
+    """EMA of parameters and buffers, ``m_t = (1 - momentum) * exp(-(1 + t) / gamma) + momentum``."""
+
+    enabled: bool = True
+    momentum: float = 2e-4
+    gamma: float = 2000.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs."""
+
+    name: str = "rtmpose"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    final_augmentation: AugmentationConfig = field(default_factory=lambda: AugmentationConfig().final_stage())
+    final_stage_epochs: int = 30
+    amp: str = "none"
+    channels_last: bool = True
+    seed: int = 0
+    val_interval: int = 10
+    val_flip_test: bool = True
+    log_interval: int = 50
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.model.init_kind not in INIT_KINDS:
+            raise ValueError(f"model.init_kind must be one of {INIT_KINDS}, got {self.model.init_kind!r}")
+        for dataset in (*self.data.train, *((self.data.val,) if self.data.val else ())):
+            if dataset.kind not in DATASET_KINDS:
+                raise ValueError(f"dataset kind must be one of {DATASET_KINDS}, got {dataset.kind!r}")
+        if self.schedule.max_epochs < 1:
+            raise ValueError(f"schedule.max_epochs must be >= 1, got {self.schedule.max_epochs}")
+
+    @property
+    def final_stage_epoch(self) -> int:
+        """First epoch (0-based) that uses ``final_augmentation``."""
+        return max(self.schedule.max_epochs - self.final_stage_epochs, 0)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def keypoint_layout(name: str) -> KeypointMetadata:
+    try:
+        return KEYPOINT_LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown keypoint layout {name!r}; known: {sorted(KEYPOINT_LAYOUTS)}") from None
+
+
+def wholebody_recipe(size: str, input_size: tuple[int, int] = (256, 192), **changes: Any) -> TrainConfig:
+    """The published RTMPose whole-body recipe (COCO-WholeBody + UBody, 270 epochs, batch 512 at
+    256x192 / 256 at 384x288, AdamW 4e-3) for one model size; ``changes`` replace top-level fields."""
+    data_root = "data"
+    train = (
+        DatasetConfig(
+            kind="coco_wholebody",
+            annotation_file="coco/annotations/coco_wholebody_train_v1.0.json",
+            image_root="coco/train2017",
+        ),
+        DatasetConfig(kind="ubody", root="UBody", split="train", sample_interval=10),
+    )
+    val = DatasetConfig(
+        kind="coco_wholebody",
+        annotation_file="coco/annotations/coco_wholebody_val_v1.0.json",
+        image_root="coco/val2017",
+    )
+    batch_size = 64 if input_size == (256, 192) else 32
+    config = TrainConfig(
+        name=f"rtmpose-{size}_coco-ubody-wholebody-{input_size[0]}x{input_size[1]}",
+        model=ModelConfig(size=size, input_size=input_size),
+        data=DataConfig(train=train, val=val, data_root=data_root, batch_size=batch_size, val_batch_size=32),
+        optim=OptimConfig(lr=4e-3, weight_decay=0.05, base_batch_size=8 * batch_size, scale_lr=True),
+        schedule=ScheduleConfig(
+            max_epochs=270, warmup_iters=1000, cosine_begin_epoch=135, min_lr_factor=0.05
+        ),
+    )
+    return replace(config, **changes)
+
+
+def load_config(name_or_path: str | os.PathLike) -> TrainConfig:
+    """A :class:`TrainConfig` from a config file path or the name of a file in ``training/configs``."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
+        if not candidate.is_file():
+            known = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+            raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor one of {known}")
+        path = candidate
+    spec = importlib.util.spec_from_file_location(f"training_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = getattr(module, "CONFIG", None)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{path} must define CONFIG = TrainConfig(...), found {type(config).__name__}")
+    return config
+
+
+def _coerce(value: Any, current: Any) -> Any:
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """``config`` with ``a.b.c=literal`` assignments applied (dataclasses replaced, not mutated)."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep:
+            raise ValueError(f"override {override!r} must look like section.field=value")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        config = _set_path(config, key.strip().split("."), value, override)
+    return config
+
+
+def _set_path(node: Any, path: list[str], value: Any, override: str) -> Any:
+    if not is_dataclass(node):
+        raise ValueError(f"override {override!r}: {type(node).__name__} has no fields")
+    names = {f.name for f in fields(node)}
+    head = path[0]
+    if head not in names:
+        raise ValueError(
+            f"override {override!r}: {type(node).__name__} has no field {head!r}; fields: {sorted(names)}"
+        )
+    current = getattr(node, head)
+    if len(path) == 1:
+        return replace(node, **{head: _coerce(value, current)})
+    return replace(node, **{head: _set_path(current, path[1:], value, override)})

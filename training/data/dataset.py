@@ -1,0 +1,175 @@
+"""The top-down training dataset, its seeded sampler and batches.
+
+Every sample is a pure function of ``(seed, epoch, index)``: the sampler hands the dataset a
+:class:`SampleKey` and the dataset seeds a fresh ``numpy`` generator from it. Results therefore
+do not depend on the number of workers or processes, and a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from dwpose_ctrl.codec import encode_simcc
+from dwpose_ctrl.keypoints import KeypointMetadata
+from training.data.instances import PersonInstance
+from training.data.transforms import AugmentationConfig, augment_instance
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    """Which instance to load and with which epoch's augmentation."""
+
+    index: int
+    epoch: int
+
+
+@dataclass
+class Batch:
+    """A training batch: uint8 crops (N, 3, h, w), SimCC targets and keypoint weights."""
+
+    images: torch.Tensor
+    target_x: torch.Tensor
+    target_y: torch.Tensor
+    weights: torch.Tensor
+    indices: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.images, self.target_x, self.target_y, self.weights, self.indices)
+
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in self.tensors()))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def collate_samples(samples: Sequence[tuple]) -> Batch:
+    """Stack dataset items (image, target_x, target_y, weights, index) into a :class:`Batch`."""
+    images, target_x, target_y, weights, indices = zip(*samples, strict=False)
+    return Batch(
+        images=torch.from_numpy(np.stack(images)),
+        target_x=torch.from_numpy(np.stack(target_x)),
+        target_y=torch.from_numpy(np.stack(target_y)),
+        weights=torch.from_numpy(np.stack(weights)),
+        indices=torch.tensor(indices, dtype=torch.int64),
+    )
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as RGB uint8 HWC; a clear error when it cannot be read."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class TopDownDataset(Dataset):
+    """Augmented crops of person instances with their SimCC labels.
+
+    ``augmentation`` applies before ``final_stage_epoch``, ``final_augmentation`` from then on
+    (the recipe's pipeline switch); ``None`` for both gives plain padded-box crops.
+    """
+
+    def __init__(
+        self,
+        instances: Sequence[PersonInstance],
+        metadata: KeypointMetadata,
+        input_size: tuple[int, int],
+        sigma: tuple[float, float],
+        augmentation: AugmentationConfig | None = None,
+        final_augmentation: AugmentationConfig | None = None,
+        final_stage_epoch: int | None = None,
+        seed: int = 0,
+    ):
+        if not instances:
+            raise ValueError("the dataset has no instances (check the annotation files and filters)")
+        self.instances = list(instances)
+        self.metadata = metadata
+        self.input_size = input_size
+        self.sigma = sigma
+        self.augmentation = augmentation or AugmentationConfig.none()
+        self.final_augmentation = final_augmentation or self.augmentation
+        self.final_stage_epoch = final_stage_epoch
+        self.seed = seed
+        self.flip_indices = metadata.flip_indices
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def augmentation_for(self, epoch: int) -> AugmentationConfig:
+        if self.final_stage_epoch is not None and epoch >= self.final_stage_epoch:
+            return self.final_augmentation
+        return self.augmentation
+
+    def __getitem__(self, key: SampleKey | int) -> tuple:
+        if isinstance(key, (int, np.integer)):
+            key = SampleKey(int(key), 0)
+        instance = self.instances[key.index]
+        rng = np.random.default_rng([self.seed, key.epoch, key.index])
+        crop = augment_instance(
+            read_rgb(instance.image_path),
+            instance.box,
+            instance.keypoints,
+            instance.visibility,
+            self.input_size,
+            self.augmentation_for(key.epoch),
+            rng,
+            self.flip_indices,
+            self.metadata.upper_body_ids,
+            self.metadata.lower_body_ids,
+        )
+        labels = encode_simcc(crop.keypoints, crop.visibility, self.input_size, self.sigma)
+        image = np.ascontiguousarray(crop.image.transpose(2, 0, 1))
+        return image, labels.target_x, labels.target_y, labels.weights, key.index
+
+
+class EpochSampler(Sampler):
+    """Shuffled (or ordered) indices of one process's share of an epoch, as :class:`SampleKey`.
+
+    The permutation depends only on ``(seed, epoch)``; with ``world_size`` processes each takes
+    every ``world_size``-th index of it (padded by wrapping so all get the same count).
+    """
+
+    def __init__(
+        self, num_samples: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ):
+        if num_samples <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.per_rank = math.ceil(num_samples / world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, 7919]).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        total = self.per_rank * self.world_size
+        order = np.resize(order, total)
+        for index in order[self.rank : total : self.world_size]:
+            yield SampleKey(int(index), self.epoch)
+
+
+def worker_init(_worker_id: int) -> None:
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+    cv2.setNumThreads(1)
