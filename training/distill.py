@@ -21,13 +21,18 @@ Attribute names mirror the reference distiller (``teacher.*``, ``student.*``,
 from __future__ import annotations
 
 import copy
+import os
+import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from dwpose_ctrl.models import RTMPose, build_from_state_dict, build_rtmpose, load_state_dict
+from training.config import CONFIG_DIR, ModelConfig, TrainConfig
 from training.distill_losses import (
     FEATURE_LOSS_WEIGHT,
     LOGIT_LOSS_BETA,
@@ -37,6 +42,7 @@ from training.distill_losses import (
     LogitDistillLoss,
     distill_decay,
 )
+from training.engine import SimccBatchLoss, TrainSummary, build_model, train
 
 Simcc = tuple[torch.Tensor, torch.Tensor]
 GtLoss = Callable[[Simcc, Any], torch.Tensor]
@@ -44,6 +50,7 @@ GtLoss = Callable[[Simcc, Any], torch.Tensor]
 
 HeadInit = Literal["scratch", "teacher"]
 HEAD_INITS: tuple[str, ...] = ("scratch", "teacher")
+DISTILLER_PARTS: tuple[str, ...] = ("auto", "student", "teacher", "stage2")
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,10 @@ class Stage1Distiller(nn.Module):
         """The student's SimCC logits (what validation and export see)."""
         return self.student(inputs)
 
+    def shipping_model(self) -> nn.Module:
+        """The network that ships after stage 1: the student (the align conv is training-only)."""
+        return self.student
+
     def compute_loss(self, inputs: torch.Tensor, batch: Any, epoch: int) -> DistillLossTerms:
         """Total stage-1 loss of a batch at 0-based ``epoch``."""
         with torch.no_grad():
@@ -227,14 +238,191 @@ class Stage2SelfDistiller(nn.Module):
         logit = self.distill_losses["loss_logit"](student_simcc, teacher_simcc)
         return DistillLossTerms(total=logit, logit=logit)
 
-    def shipping_model(self, student_head: nn.Module | None = None) -> nn.Module:
-        """One standalone model: the teacher (backbone and all) with the student head in place.
-
-        ``student_head`` overrides the head to ship (e.g. the engine's EMA copy of it); the
-        backbone always comes from the frozen teacher, never from an averaged copy.
-        """
+    def shipping_model(self) -> nn.Module:
+        """One standalone model: the teacher's backbone with the student head in its place."""
         model = copy.deepcopy(self.teacher)
-        model.head = copy.deepcopy(self.student.head if student_head is None else student_head)
+        model.head = copy.deepcopy(self.student.head)
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model.eval()
+
+
+# --- configs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Where the frozen teacher comes from.
+
+    ``checkpoint``: one of our checkpoints (``best.pth``/``last.pth``/``.safetensors``) or an
+    official mmpose/DWPose one; ``part`` picks the network inside a distiller checkpoint
+    (``student``, ``teacher``, ``stage2`` or ``auto``, see ``dwpose_ctrl.models.unwrap_state_dict``).
+    ``size`` (t/s/m/l/x), when set, is checked against the size read from the weights.
+    Relative paths are resolved against the current directory.
+    """
+
+    checkpoint: str = ""
+    part: str = "auto"
+    size: str | None = None
+    allow_unsafe_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Stage 1: ``train`` describes the student (model, data, optimiser, schedule, EMA, ...)."""
+
+    train: TrainConfig
+    teacher: TeacherConfig
+    feature_weight: float = FEATURE_LOSS_WEIGHT
+    logit_weight: float = STAGE1_LOGIT_WEIGHT
+    beta: float = LOGIT_LOSS_BETA
+
+    def __post_init__(self) -> None:
+        _check_teacher_config(self.teacher)
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Stage 2: ``train.model`` must describe the stage-1 model that ``teacher`` loads.
+
+    ``head_init`` is ``scratch`` (the reference: a freshly initialised head) or ``teacher`` (the
+    paper's fine-tuning: a copy of the teacher's head; with our eval-mode teacher this copy starts
+    at zero loss and zero gradient, so it stays the teacher's head).
+    """
+
+    train: TrainConfig
+    teacher: TeacherConfig
+    head_init: str = "scratch"
+    logit_weight: float = STAGE2_LOGIT_WEIGHT
+    beta: float = LOGIT_LOSS_BETA
+
+    def __post_init__(self) -> None:
+        _check_teacher_config(self.teacher)
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+
+
+DistillConfig = Stage1Config | Stage2Config
+
+
+def _check_teacher_config(teacher: TeacherConfig) -> None:
+    if not isinstance(teacher, TeacherConfig):
+        raise TypeError(f"teacher must be a TeacherConfig, got {type(teacher).__name__}")
+    if teacher.part not in DISTILLER_PARTS:
+        raise ValueError(f"teacher.part must be one of {DISTILLER_PARTS}, got {teacher.part!r}")
+
+
+def load_distill_config(name_or_path: str | os.PathLike, stage: int) -> DistillConfig:
+    """A :class:`Stage1Config` (``stage=1``) or :class:`Stage2Config` (``stage=2``) from a config file.
+
+    ``name_or_path`` is a file, or the name of one in ``training/configs`` (e.g.
+    ``distill_l_to_t_256x192``); the file defines ``CONFIG``.
+    """
+    expected = {1: Stage1Config, 2: Stage2Config}.get(stage)
+    if expected is None:
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    path = Path(name_or_path)
+    if not path.is_file():
+        candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
+        if not candidate.is_file():
+            known = sorted(p.stem for p in CONFIG_DIR.glob("*distill_*.py"))
+            raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor one of {known}")
+        path = candidate
+    config = runpy.run_path(str(path)).get("CONFIG")
+    if not isinstance(config, expected):
+        command = "distill" if stage == 1 else "self-distill"
+        raise TypeError(
+            f"{path} must define CONFIG = {expected.__name__}(...) for `{command}`, "
+            f"found {type(config).__name__}"
+        )
+    return config
+
+
+# --- tasks for the engine ------------------------------------------------------------------------
+
+
+def load_teacher(teacher: TeacherConfig, model: ModelConfig) -> nn.Module:
+    """The teacher network, checked to fit the student's input size and keypoint count."""
+    if not teacher.checkpoint:
+        raise ValueError(
+            "teacher.checkpoint is empty; set it in the config or with --set teacher.checkpoint=PATH"
+        )
+    if not Path(teacher.checkpoint).is_file():
+        raise FileNotFoundError(
+            f"teacher checkpoint {teacher.checkpoint} does not exist (train the teacher first, or point "
+            "teacher.checkpoint at an official mmpose/DWPose checkpoint)"
+        )
+    state = load_state_dict(teacher.checkpoint, teacher.part, teacher.allow_unsafe_pickle)
+    network = build_from_state_dict(state)
+    if not isinstance(network, RTMPose):
+        raise ValueError(f"{teacher.checkpoint} holds a {type(network).__name__}, not an RTMPose model")
+    if teacher.size is not None and network.size != teacher.size:
+        raise ValueError(
+            f"{teacher.checkpoint} is RTMPose-{network.size}, the config expects RTMPose-{teacher.size}"
+        )
+    expected = (tuple(model.input_size), model.metadata.num_keypoints)
+    if (tuple(network.input_size), network.num_keypoints) != expected:
+        raise ValueError(
+            f"the teacher takes {network.input_size[0]}x{network.input_size[1]} input with "
+            f"{network.num_keypoints} keypoints but the student {expected[0][0]}x{expected[0][1]} with "
+            f"{expected[1]}: logit distillation needs both equal"
+        )
+    return network
+
+
+def stage1_task(config: Stage1Config, train_config: TrainConfig | None = None) -> Stage1Distiller:
+    """The stage-1 task: the student of ``train_config`` (default ``config.train``) and the teacher."""
+    train_config = train_config or config.train
+    return Stage1Distiller(
+        load_teacher(config.teacher, train_config.model),
+        build_model(train_config),
+        SimccBatchLoss(),
+        input_size=tuple(train_config.model.input_size),
+        max_epochs=train_config.schedule.max_epochs,
+        feature_weight=config.feature_weight,
+        logit_weight=config.logit_weight,
+        beta=config.beta,
+    )
+
+
+def stage2_task(config: Stage2Config, train_config: TrainConfig | None = None) -> Stage2SelfDistiller:
+    """The stage-2 task: the stage-1 model as teacher and a student head per ``head_init``."""
+    train_config = train_config or config.train
+    model = train_config.model
+    teacher = load_teacher(config.teacher, model)
+    if teacher.size != model.size:
+        raise ValueError(
+            f"stage 2 distils a model into itself: the teacher is RTMPose-{teacher.size} but "
+            f"train.model.size is {model.size!r}"
+        )
+
+    def fresh_head() -> nn.Module:
+        return build_rtmpose(model.size, tuple(model.input_size), model.metadata.num_keypoints).head
+
+    head = initial_student_head(teacher, config.head_init, fresh_head)
+    return Stage2SelfDistiller(teacher, head, logit_weight=config.logit_weight, beta=config.beta)
+
+
+def run_stage(
+    config: DistillConfig,
+    work_dir: str | os.PathLike,
+    device: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainSummary:
+    """Train one distillation stage with the training engine (``train`` loop, checkpoints, logs).
+
+    ``work_dir/last.pth`` and ``best.pth`` hold the shipping model under ``state_dict``: the
+    student after stage 1, teacher backbone + student head after stage 2.
+    """
+    factory = stage1_task if isinstance(config, Stage1Config) else stage2_task
+    if not isinstance(config, (Stage1Config, Stage2Config)):
+        raise TypeError(f"config must be a Stage1Config or Stage2Config, got {type(config).__name__}")
+    return train(
+        config.train,
+        work_dir,
+        task_factory=lambda train_config: factory(config, train_config),
+        device=device,
+        resume=resume,
+        progress=progress,
+    )
