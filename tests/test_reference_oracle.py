@@ -150,3 +150,15 @@ def test_reference_maps_equal_annotator(
         np.testing.assert_array_equal(got, expected, err_msg=name)
         drawn_pixels += int((got > 0).any(axis=2).sum())
     assert drawn_pixels > 10_000
+
+
+def test_reference_map_for_an_image_without_persons(yolox_nano_path, pose_paths, oracle_detector_patch):
+    """Nobody found: the annotator draws the pose model's answer for the whole image; so do we."""
+    image = np.random.default_rng(1).integers(0, 40, (300, 200, 3), dtype=np.uint8)
+    reference = DWposeDetector(yolox_nano_path, pose_paths["fixed"], mode="reference")
+    (whole_image,) = reference.estimate(image, detect_resolution=512)
+    assert whole_image.box_score is None
+    expected = annotator_map(yolox_nano_path, pose_paths["fixed"], image)
+    got = reference(image, output_type="np")
+    np.testing.assert_array_equal(got, expected)
+    assert got.any()
