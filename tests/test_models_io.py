@@ -80,13 +80,34 @@ def crops() -> np.ndarray:
 def test_a_pickle_needing_code_is_refused_unless_the_caller_opts_in(tmp_path):
     path = tmp_path / "unsafe.pth"
     torch.save({"state_dict": {"w": torch.ones(2)}, "extra": NotATensor(3)}, path)
-    with pytest.raises(UnsafeCheckpointError, match="allow_unsafe_pickle=True"):
+    with pytest.raises(UnsafeCheckpointError, match="allow_unsafe_pickle=True") as refused:
         read_weight_file(path)
+    assert "NotATensor" in str(refused.value)
     with pytest.raises(UnsafeCheckpointError):
         load_state_dict(path)
     checkpoint = read_weight_file(path, allow_unsafe_pickle=True)
     assert checkpoint["extra"].value == 3
     assert torch.equal(load_state_dict(path, allow_unsafe_pickle=True)["w"], torch.ones(2))
+
+
+def test_numpy_metadata_of_mmengine_checkpoints_loads_without_opting_in(tmp_path):
+    import zipfile
+
+    path = tmp_path / "numpy_meta.pth"
+    meta = {"dataset_meta": {"sigmas": np.array([0.026, 0.025]), "epoch": np.int64(270)}}
+    torch.save({"state_dict": {"w": torch.ones(2)}, "meta": meta}, path)
+    loaded = read_weight_file(path)
+    assert loaded["meta"]["dataset_meta"]["sigmas"].tolist() == [0.026, 0.025]
+    # the same file as numpy 1 writes it (numpy.core instead of numpy._core)
+    legacy = tmp_path / "numpy1_meta.pth"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(legacy, "w") as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            target.writestr(info, data)
+    assert read_weight_file(legacy)["meta"]["dataset_meta"]["epoch"] == 270
 
 
 def test_plain_checkpoints_load_without_opting_in(tmp_path):

@@ -55,16 +55,45 @@ def read_weight_file(path: str | os.PathLike, allow_unsafe_pickle: bool = False)
             f"expected .safetensors or one of {TORCH_SUFFIXES} (use load_onnx_weights for .onnx)"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"{path.name} is a pickle that needs arbitrary Python code to load, which can run anything "
-                "on your machine, so it was refused. If you trust its source, pass "
-                "allow_unsafe_pickle=True (CLI: --allow-unsafe-pickle), or convert it once to "
-                f".safetensors. Details: {str(error).splitlines()[0]}"
+                f"{path.name} is a pickle that needs arbitrary Python code to load "
+                f"({_unsafe_globals(path)}), which can run anything on your machine, so it was refused. "
+                "If you trust its source, pass "
+                "allow_unsafe_pickle=True (CLI: --allow-unsafe-pickle), or convert it once to .safetensors."
             ) from error
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def numpy_safe_globals() -> list:
+    """numpy arrays, scalars and dtypes: plain data that mmengine checkpoints keep in their ``meta``.
+
+    Allow-listed for ``weights_only`` loading under their numpy 2 and numpy 1 (``numpy.core``) names.
+    """
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    for name in ("_reconstruct", "scalar"):
+        function = getattr(multiarray, name)
+        allowed.append(function)
+        allowed.extend(
+            (function, f"{package}.multiarray.{name}") for package in ("numpy.core", "numpy._core")
+        )
+    dtype_classes = vars(getattr(np, "dtypes", object)).values()
+    allowed.extend(cls for cls in dtype_classes if isinstance(cls, type) and issubclass(cls, np.dtype))
+    return allowed
+
+
+def _unsafe_globals(path: Path) -> str:
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as error:  # the listing is only a hint for the message
+        return f"could not list its globals: {error}"
+    return "it references " + ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
