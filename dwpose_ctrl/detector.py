@@ -17,7 +17,9 @@ from PIL import Image
 from dwpose_ctrl.codec import decode_simcc
 from dwpose_ctrl.inputs import to_rgb_list
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
+from dwpose_ctrl.openpose import to_openpose
 from dwpose_ctrl.person_detection import Detections, detect_persons, filter_persons
+from dwpose_ctrl.render import RenderOptions, draw_openpose
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
@@ -46,19 +48,10 @@ class Poses:
 
     def to_persons(self, scale_x: float = 1.0, scale_y: float = 1.0) -> list[Person]:
         """Typed per-person results, coordinates multiplied by (``scale_x``, ``scale_y``)."""
-        factor = np.array([scale_x, scale_y])
-        box_factor = np.tile(factor, 2)
-        if scale_x == 1.0 and scale_y == 1.0:
-            keypoints, boxes = self.keypoints, self.boxes
-        else:
-            keypoints, boxes = self.keypoints * factor, self.boxes * box_factor
+        keypoints = self.keypoints * np.array([scale_x, scale_y])
+        boxes = self.boxes * np.array([scale_x, scale_y, scale_x, scale_y])
         return [
-            Person(
-                keypoints=keypoints[i].copy(),
-                scores=self.scores[i].copy(),
-                box=boxes[i].copy(),
-                box_score=score,
-            )
+            Person(keypoints=keypoints[i], scores=self.scores[i].copy(), box=boxes[i], box_score=score)
             for i, score in enumerate(self.box_scores)
         ]
 
@@ -211,7 +204,21 @@ class DWposeDetector:
         return simcc_x, simcc_y
 
     def estimate_array(self, image: np.ndarray, min_box_size: float | None = None) -> Poses:
-        """All persons of an RGB uint8 HWC image, in that image's pixels."""
+        """All persons of an RGB uint8 HWC image, in that image's pixels.
+
+        ``min_box_size`` (in this image's pixels) defaults to the detector's own option.
+        """
+        if not (
+            isinstance(image, np.ndarray)
+            and image.dtype == np.uint8
+            and image.ndim == 3
+            and image.shape[2] == 3
+        ):
+            raise ValueError(
+                "estimate_array needs an RGB uint8 (H, W, 3) array; use estimate() for other inputs"
+            )
+        if min_box_size is None:
+            min_box_size = self.min_box_size
         height, width = image.shape[:2]
         detections = filter_persons(self.detect(image), self.max_persons, min_box_size)
         boxes = detections.boxes
@@ -279,9 +286,6 @@ class DWposeDetector:
         same rule gives for ``image_resolution`` (``None``: the input size). ``output_type``:
         ``"pil"`` or ``"np"`` (RGB uint8 HWC).
         """
-        from dwpose_ctrl.openpose import to_openpose
-        from dwpose_ctrl.render import RenderOptions, draw_openpose
-
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         options = RenderOptions(
