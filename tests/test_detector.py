@@ -161,10 +161,11 @@ def test_max_persons_and_min_box_size(graphs, val5_dir, yolox_nano_path):
 
     assert [area(p) for p in two] == sorted((area(p) for p in everyone), reverse=True)[:2]
     smallest_side = sorted(min(p.box[2] - p.box[0], p.box[3] - p.box[1]) for p in everyone)
-    big = DWposeDetector(yolox_nano_path, graphs["pose_dynamic"], min_box_size=smallest_side[2]).estimate(
-        image
-    )
-    assert len(big) == len(everyone) - 2
+    large_only = DWposeDetector(yolox_nano_path, graphs["pose_dynamic"], min_box_size=smallest_side[2])
+    assert len(large_only.estimate(image)) == len(everyone) - 2
+    assert len(large_only.estimate_array(image)) == len(everyone) - 2
+    with pytest.raises(ValueError, match="use estimate"):
+        large_only.estimate_array(image.astype(np.float32))
 
 
 def test_sessions_are_created_lazily_once_and_reset_by_to(graphs):
