@@ -302,8 +302,17 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
     def say(text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
+    frames_bar: list = []
+
     def on_plan(items) -> None:
         progress.reset(total=len(items))
+
+    def on_frame() -> None:
+        if not frames_bar:
+            frames_bar.append(
+                tqdm(unit="frame", position=1, leave=False, disable=args.quiet, file=sys.stderr)
+            )
+        frames_bar[0].update(1)
 
     def on_result(result: ItemResult) -> None:
         if result.status == FAILED:
@@ -335,8 +344,11 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
                 stop=stop,
                 on_result=on_result,
                 on_plan=on_plan,
+                on_frame=on_frame,
             )
     finally:
+        for bar in frames_bar:
+            bar.close()
         progress.close()
     if args.report:
         storage.write_bytes(args.report, report.to_json().encode("utf-8"))

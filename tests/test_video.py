@@ -274,3 +274,46 @@ def test_broken_videos_fail_with_a_reason_and_leave_nothing(tmp_path, content):
     assert result.status == "failed" and result.reason
     out = tmp_path / "out"
     assert not out.exists() or not any(path.suffix in (".mp4", ".dwpose-partial") for path in out.rglob("*"))
+
+
+def test_video_without_frames_fails_and_publishes_nothing(tmp_path, monkeypatch):
+    import contextlib
+
+    import dwpose_ctrl.engines.item as item_module
+
+    source = write_video(tmp_path / "clip.mp4", moving_frames(2))
+
+    real_open_video = item_module.open_video
+
+    @contextlib.contextmanager
+    def no_frames(path):
+        with real_open_video(path) as (info, _):
+            yield info, iter(())
+
+    monkeypatch.setattr(item_module, "open_video", no_frames)
+    item, options = video_item(tmp_path, source)
+    result = process_item(item, BlobEstimator(), JobSettings(render=SMALL, outputs=options), Storage())
+    assert (result.status, result.reason) == ("failed", "the video has no decodable frame")
+    assert not (tmp_path / "out").exists() or [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+def test_stopping_mid_video_leaves_no_video_and_is_redone_next_time(tmp_path):
+    import threading
+
+    source = write_video(tmp_path / "clip.mp4", moving_frames(12))
+    item, options = video_item(tmp_path, source, json=True, overlay=True)
+    job = JobSettings(render=SMALL, outputs=options)
+    stop = threading.Event()
+    frames_done = []
+
+    def on_frame():
+        frames_done.append(1)
+        if len(frames_done) == 3:
+            stop.set()
+
+    result = process_item(item, BlobEstimator(), job, Storage(), stop=stop, on_frame=on_frame)
+    assert result.status == "interrupted" and result.reason.startswith("stopped at frame")
+    names = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert not any(name.endswith((".mp4", ".dwpose-partial")) for name in names)
+    assert process_item(item, BlobEstimator(), job, Storage()).frames == 12
+    assert len(read_video(item.final)[1]) == 12 and len(read_video(item.overlay)[1]) == 12

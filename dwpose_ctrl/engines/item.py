@@ -202,92 +202,67 @@ def render_video(
     """Render a video item: map video (and overlay video, per-frame JSON and PNGs); frame count.
 
     Decoding runs ahead in a thread, encoding and file writes behind in another; every frame keeps
-    its input timestamp.
+    its input timestamp. The videos are published (overlay, then map) only once every frame is
+    written; on any error or interruption nothing appears under their final names.
     """
     import av
 
-    options = job.outputs
-    codec = VIDEO_CODECS[options.video_codec]
+    codec = VIDEO_CODECS[job.outputs.video_codec]
     source = _open_video_source(item.source.location, storage)
-    frames_written = 0
     try:
-        with open_video(source) as (info, frames):
+        with open_video(source) as (info, frames), contextlib.ExitStack() as staged:
             out_height, out_width = job.render.output_size(info.height, info.width)
-            pose_tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
-            with storage.staged_output(item.final, codec.extension) as map_path:
-                overlay_context = (
-                    storage.staged_output(item.overlay, codec.extension)
-                    if item.overlay is not None
-                    else _no_path()
+            finals = [item.final] if item.overlay is None else [item.final, item.overlay]
+            writers = [
+                VideoWriter(
+                    staged.enter_context(storage.staged_output(final, codec.extension)),
+                    codec.encoder,
+                    codec.pixel_format,
+                    out_width,
+                    out_height,
+                    info.time_base,
+                    info.average_rate,
+                    container_format=codec.container,
                 )
-                with overlay_context as overlay_path:
-                    writers = [
-                        VideoWriter(
-                            path,
-                            codec.encoder,
-                            codec.pixel_format,
-                            out_width,
-                            out_height,
-                            info.time_base,
-                            info.average_rate,
-                            container_format=codec.container,
-                        )
-                        for path in (map_path, overlay_path)
-                        if path is not None
-                    ]
-                    background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
-                    try:
-                        for frame in prefetch(frames, job.video_prefetch):
-                            if stop is not None and stop.is_set():
-                                raise Interrupted(f"stopped at frame {frame.index}")
-                            detection_image = job.render.detection_image(frame.image)
-                            persons = pose_tracker(frame.index, detection_image, frame.seconds)
-                            rendered = render_outputs(
-                                frame.image,
-                                detection_image,
-                                persons,
-                                job.render,
-                                options.json,
-                                item.overlay is not None,
-                            )
-                            background.submit(
-                                _frame_writer(
-                                    item,
-                                    frame.index,
-                                    frame.pts,
-                                    rendered,
-                                    writers,
-                                    storage,
-                                    options,
-                                    on_frame,
-                                )
-                            )
-                            frames_written += 1
-                        background.close()
-                        for writer in writers:
-                            writer.close()
-                    except BaseException:
-                        for writer in writers:
-                            writer.abort()
-                        with contextlib.suppress(Exception):  # the first error is the one to report
-                            background.close()
-                        raise
+                for final in finals
+            ]
+            return _encode_frames(item, frames, writers, estimator, job, storage, stop, on_frame)
     except av.FFmpegError as error:
         raise ItemError(f"broken or unsupported video: {error}") from error
     finally:
         if not isinstance(source, str):
             source.close()
-    if frames_written == 0:
-        raise ItemError("the video has no decodable frame")
-    return frames_written
 
 
-class _no_path:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info):
-        return False
+def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_frame) -> int:
+    """Estimate, draw and encode every frame; return the count (raise before publishing on error)."""
+    pose_tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
+    background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
+    count = 0
+    try:
+        for frame in prefetch(frames, job.video_prefetch):
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"stopped at frame {frame.index}")
+            detection_image = job.render.detection_image(frame.image)
+            persons = pose_tracker(frame.index, detection_image, frame.seconds)
+            rendered = render_outputs(
+                frame.image, detection_image, persons, job.render, job.outputs.json, len(writers) > 1
+            )
+            background.submit(
+                _frame_writer(item, frame.index, frame.pts, rendered, writers, storage, job.outputs, on_frame)
+            )
+            count += 1
+        background.close()
+        if count == 0:
+            raise ItemError("the video has no decodable frame")
+        for writer in writers:
+            writer.close()
+    except BaseException:
+        background.cancel()
+        for writer in writers:
+            writer.abort()
+        raise
+    return count
 
 
 def _frame_writer(item, index, pts, rendered, writers, storage, options, on_frame):

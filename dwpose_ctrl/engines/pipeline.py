@@ -80,6 +80,7 @@ class BackgroundWorker:
     def __init__(self, size: int, name: str = "dwpose-writer"):
         self._size = size
         self._error: BaseException | None = None
+        self._cancelled = False
         self._queue: queue.Queue = queue.Queue(maxsize=max(size, 1))
         self._thread: threading.Thread | None = None
         if size > 0:
@@ -91,7 +92,7 @@ class BackgroundWorker:
             task = self._queue.get()
             if task is _END:
                 return
-            if self._error is None:
+            if self._error is None and not self._cancelled:
                 try:
                     task()
                 except BaseException as error:
@@ -108,6 +109,15 @@ class BackgroundWorker:
             task()
             return
         self._queue.put(task)
+
+    def cancel(self) -> None:
+        """Drop the queued tasks, wait for the running one; errors are discarded."""
+        self._cancelled = True
+        if self._thread is not None:
+            self._queue.put(_END)
+            self._thread.join()
+            self._thread = None
+        self._error = None
 
     def close(self) -> None:
         """Wait for every queued task, then raise the first error if one happened."""
