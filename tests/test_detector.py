@@ -16,7 +16,7 @@ from dwpose_ctrl import DWposeDetector, Person
 from dwpose_ctrl.openpose import to_openpose
 from dwpose_ctrl.person_detection import yolox_grid
 from dwpose_ctrl.render import draw_openpose
-from dwpose_ctrl.runtime import OnnxBackend
+from dwpose_ctrl.runtime import OnnxBackend, create_backend
 from dwpose_ctrl.weights import ModelFileError
 
 DET_INPUT = (64, 64)
@@ -281,3 +281,12 @@ def test_yolox_nano_finds_the_annotated_persons_of_val5(yolox_nano_path, val5_di
         DWposeDetector(yolox_nano_path, graphs["peaks"], mode="reference"), val5_dir
     )
     assert reference_found < found  # RGB into a BGR-trained YOLOX (the reference) finds fewer
+
+
+def test_create_backend_refuses_unknown_runtimes_and_roles(graphs):
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        create_backend(graphs["peaks"], "tflite", "cpu", "pose")
+    with pytest.raises(ValueError, match="role must be"):
+        create_backend(graphs["peaks"], "onnxruntime", "cpu", "face")
+    backend = create_backend(graphs["peaks"], "onnxruntime", "cpu", "pose")
+    assert backend.input_size == POSE_INPUT and backend.dynamic_batch and backend.device == "cpu"

@@ -74,14 +74,24 @@ def oracle_detector_patch(monkeypatch):
 def test_reference_boxes_equal_annotator(yolox_nano_path, pose_paths, val5_images):
     session = ort.InferenceSession(str(yolox_nano_path), providers=["CPUExecutionProvider"])
     ours = DWposeDetector(yolox_nano_path, pose_paths["fixed"], mode="reference")
-    total = 0
+    total = overlapping_pairs = 0
     for image in val5_images.values():
         expected = oracle_detector(session, image)
         found = ours.detect(image)
         total += len(found)
         assert found.boxes.dtype == np.float64
         np.testing.assert_array_equal(found.boxes, np.asarray(expected, np.float64).reshape(-1, 4))
-    assert total >= 15  # several images with several, overlapping persons
+        overlapping_pairs += sum(
+            iou(found.boxes[i], found.boxes[j]) > 0.1
+            for i in range(len(found))
+            for j in range(i + 1, len(found))
+        )
+    assert total >= 15 and overlapping_pairs >= 3  # several images with several, overlapping persons
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.mark.parametrize("variant", ["fixed", "dynamic"])
