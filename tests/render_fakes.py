@@ -47,7 +47,7 @@ class BlobEstimator:
         self.calls = 0
         self.box_calls = 0
 
-    def estimate(self, image: np.ndarray) -> list[Person]:
+    def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
         self.calls += 1
         if self.delay:
             time.sleep(self.delay)

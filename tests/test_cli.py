@@ -82,24 +82,33 @@ def pose_model(tmp_path_factory) -> Path:
     )
 
 
-@pytest.mark.parametrize(
-    "flags",
-    [
-        [],
+REAL_CASES = {
+    "defaults": ([], {}, {}),
+    "drawing": (
         ["--no-hand", "--foot", "--stick-scaling", "--detect-resolution", "256", "--image-resolution", "384"],
-    ],
-)
+        {},
+        {"detect_resolution": 256, "image_resolution": 384, "include_hand": False, "include_foot": True,
+         "stick_scaling": True},
+    ),
+    "detector": (
+        ["--min-box-size", "120", "--max-persons", "3", "--score-threshold", "0.4", "--mode", "reference"],
+        {"min_box_size": 120, "max_persons": 3, "score_threshold": 0.4, "mode": "reference"},
+        {},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REAL_CASES))
 def test_real_detector_outputs_equal_the_detector_call(
-    tmp_path, yolox_nano_path, portraits_dir, pose_model, flags
+    tmp_path, yolox_nano_path, val5_dir, portraits_dir, pose_model, case
 ):
     from dwpose_ctrl.detector import DWposeDetector
-    from dwpose_ctrl.openpose import frame_to_json, to_openpose
-    from dwpose_ctrl.resize import resize_to_resolution
 
-    images = sorted(portraits_dir.iterdir())
+    flags, detector_options, call_options = REAL_CASES[case]
+    images = sorted(portraits_dir.iterdir()) + sorted(val5_dir.glob("*.jpg"))[:2]
     out = tmp_path / "out"
     argv = [
-        str(portraits_dir),
+        *map(str, images),
         "-o",
         str(out),
         "--det-model",
@@ -108,29 +117,29 @@ def test_real_detector_outputs_equal_the_detector_call(
         str(pose_model),
     ]
     assert main([*argv, "--json", "--overlay", "-q", *flags]) == 0
-    detector = DWposeDetector(yolox_nano_path, pose_model)
-    call = {"detect_resolution": 512, "image_resolution": 512}
-    if flags:
-        call = {
-            "detect_resolution": 256,
-            "image_resolution": 384,
-            "include_hand": False,
-            "include_foot": True,
-            "stick_scaling": True,
-        }
+    detector = DWposeDetector(yolox_nano_path, pose_model, **detector_options)
+    necks_checked = 0
     for image_path in images:
         stem = out / image_path.stem
-        expected = detector(str(image_path), output_type="np", **call)
+        expected = detector(str(image_path), output_type="np", **call_options)
         np.testing.assert_array_equal(np.asarray(Image.open(f"{stem}.png")), expected)
-        overlay = detector(str(image_path), output_type="np", overlay=True, **call)
+        overlay = detector(str(image_path), output_type="np", overlay=True, **call_options)
         np.testing.assert_array_equal(np.asarray(Image.open(f"{stem}.overlay.png")), overlay)
-        rgb = np.asarray(Image.open(image_path).convert("RGB"))
-        detection = resize_to_resolution(rgb, call["detect_resolution"])
-        poses = detector.estimate_array(detection)
-        frame = to_openpose(poses.keypoints, poses.scores, detection.shape[1], detection.shape[0])
-        assert json.loads(Path(f"{stem}.json").read_text()) == frame_to_json(
-            frame, rgb.shape[1], rgb.shape[0]
+        # JSON: the same persons, in input pixels (estimate() scales them back from detection pixels)
+        written = json.loads(Path(f"{stem}.json").read_text())
+        persons = detector.estimate(
+            str(image_path), detect_resolution=call_options.get("detect_resolution", 512)
         )
+        assert len(written["people"]) == len(persons)
+        with Image.open(image_path) as opened:
+            assert (written["canvas_width"], written["canvas_height"]) == opened.size
+        for entry, person in zip(written["people"], persons, strict=True):
+            neck = (person.keypoints[5] + person.keypoints[6]) / 2
+            x, y, c = entry["pose_keypoints_2d"][3:6]
+            if c:
+                np.testing.assert_allclose([x, y], neck, atol=1e-6)
+                necks_checked += 1
+    assert necks_checked > 0
 
 
 # signals and kills ----------------------------------------------------------------------------

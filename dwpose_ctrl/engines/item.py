@@ -119,7 +119,7 @@ def read_image(item: WorkItem, storage: Storage, max_pixels: int = MAX_PIXELS) -
 def analyse_image(rgb: np.ndarray, estimator: PoseEstimator, job: JobSettings) -> RenderedOutputs:
     """One inference, then every drawn output of the image."""
     detection_image = job.render.detection_image(rgb)
-    persons = estimator.estimate(detection_image)
+    persons = estimator.estimate(detection_image, job.render.detection_scale(rgb, detection_image))
     options = job.outputs
     return render_outputs(rgb, detection_image, persons, job.render, options.json, options.overlay)
 
@@ -167,9 +167,10 @@ class VideoPoseTracker:
         )
         self._previous: list = []
 
-    def __call__(self, index: int, detection_image: np.ndarray, seconds: float) -> list:
+    def __call__(self, index: int, detection_image: np.ndarray, seconds: float, scale: float = 1.0) -> list:
+        """Persons of frame ``index`` (``scale``: detection-image pixels per input pixel)."""
         if index % self.detect_every == 0:
-            persons = self.tracker.update(self.estimator.estimate(detection_image))
+            persons = self.tracker.update(self.estimator.estimate(detection_image, scale))
         else:
             boxes = boxes_from_persons(self._previous)
             found = self.estimator.estimate_boxes(detection_image, boxes)
@@ -244,7 +245,8 @@ def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_fram
             if stop is not None and stop.is_set():
                 raise Interrupted(f"stopped at frame {frame.index}")
             detection_image = job.render.detection_image(frame.image)
-            persons = pose_tracker(frame.index, detection_image, frame.seconds)
+            scale = job.render.detection_scale(frame.image, detection_image)
+            persons = pose_tracker(frame.index, detection_image, frame.seconds, scale)
             rendered = render_outputs(
                 frame.image, detection_image, persons, job.render, job.outputs.json, len(writers) > 1
             )

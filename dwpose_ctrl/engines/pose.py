@@ -52,6 +52,10 @@ class RenderSettings:
             return image
         return resize_to_resolution(image, self.detect_resolution)
 
+    def detection_scale(self, image: np.ndarray, detection_image: np.ndarray) -> float:
+        """Detection-image pixels per input pixel (the smaller of the two axes, as the detector uses)."""
+        return min(detection_image.shape[0] / image.shape[0], detection_image.shape[1] / image.shape[1])
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the map for an input of that size."""
         if self.image_resolution is None:
@@ -63,8 +67,12 @@ class RenderSettings:
 class PoseEstimator(Protocol):
     """Persons of an RGB uint8 image, in that image's pixels."""
 
-    def estimate(self, image: np.ndarray) -> list[Person]:
-        """Detect persons, then estimate their keypoints."""
+    def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
+        """Detect persons, then estimate their keypoints.
+
+        ``scale`` is the detection image's size over the input's (pixel-size thresholds such as
+        ``min_box_size`` are given in input pixels).
+        """
 
     def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
         """Estimate keypoints inside given person boxes (xyxy, same pixels), one person per box."""
@@ -76,8 +84,11 @@ class DetectorEstimator:
     def __init__(self, detector):
         self.detector = detector
 
-    def estimate(self, image: np.ndarray) -> list[Person]:
-        return self.detector.estimate(image)
+    def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
+        min_box_size = self.detector.min_box_size
+        if min_box_size is not None:
+            min_box_size *= scale
+        return self.detector.estimate_array(image, min_box_size).to_persons()
 
     def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
         from dwpose_ctrl.codec import decode_simcc
