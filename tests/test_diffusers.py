@@ -76,14 +76,15 @@ def test_fit_pad_keeps_aspect_and_centres_on_black():
     assert (fitted[:16] == 0).all() and (fitted[48:] == 0).all()
 
 
-def test_fit_pad_uneven_margin_goes_below_and_right():
-    source = np.full((10, 30, 3), 255, np.uint8)  # scaled to 24 x 8 inside 24 x 16: 8 rows of margin
+def test_fit_pad_odd_margin_puts_the_extra_pixel_below_and_right():
+    source = np.full((7, 24, 3), 255, np.uint8)  # same width: 9 rows of margin, 4 above, 5 below
     fitted = fit_control_image(source, 24, 16)
-    assert (fitted[4:12] == 255).all()
-    assert (fitted[:4] == 0).all() and (fitted[12:] == 0).all()
-    source = np.full((10, 30, 3), 255, np.uint8)
-    fitted = fit_control_image(source, 24, 24)  # 24 x 8 inside 24 x 24: 16 rows, 8 above
-    assert (fitted[8:16] == 255).all() and not fitted[:8].any() and not fitted[16:].any()
+    assert (fitted[4:11] == 255).all()
+    assert not fitted[:4].any() and not fitted[11:].any()
+    source = np.full((16, 13, 3), 255, np.uint8)  # same height: 3 columns of margin, 1 left, 2 right
+    fitted = fit_control_image(source, 16, 16)
+    assert (fitted[:, 1:14] == 255).all()
+    assert not fitted[:, :1].any() and not fitted[:, 14:].any()
 
 
 def test_fit_crop_fills_and_centre_crops():

@@ -68,14 +68,16 @@ def detection_picture(yolox: Path) -> None:
     drawn = photo.copy()
     for (x1, y1, x2, y2), score in zip(detections.boxes, detections.scores, strict=True):
         cv2.rectangle(drawn, (round(x1), round(y1)), (round(x2), round(y2)), (0, 255, 0), 3)
-        cv2.putText(drawn, f"person {score:.2f}", (round(x1) + 6, round(y1) + 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
-                    (0, 255, 0), 2)  # fmt: skip
+        label_at = (round(x1) + 6, round(y1) + 28)
+        cv2.putText(drawn, f"person {score:.2f}", label_at, cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2)
     Image.fromarray(drawn).save(HERE / "person_detection_yolox_nano.jpg", quality=90)
     print(f"YOLOX-Nano: {len(detections)} person box(es): {np.round(detections.boxes, 1).tolist()}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--yolox", type=Path, default=ROOT.parent / "shared/assets/weights/yolox_nano.onnx")
     args = parser.parse_args()
     pose_pictures()
