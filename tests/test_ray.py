@@ -127,6 +127,19 @@ def test_s3_missing_prefix_is_reported(s3_storage):
     ]
 
 
+def test_remembered_listing_answers_exists_without_requests(s3_storage):
+    root = f"s3://{BUCKET}/listing"
+    s3_storage.write_bytes(f"{root}/old.png", b"1")
+    storage = Storage(s3_storage.options)
+    storage.remember_listing(root)
+    assert storage.exists(f"{root}/old.png")
+    s3_storage.write_bytes(f"{root}/behind-its-back.png", b"2")  # another client: not in the listing
+    assert not storage.exists(f"{root}/behind-its-back.png")
+    storage.write_bytes(f"{root}/new.png", b"3")  # its own writes keep the listing current
+    assert storage.exists(f"{root}/new.png")
+    assert Storage(s3_storage.options).exists(f"{root}/behind-its-back.png")
+
+
 # Ray Data ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():

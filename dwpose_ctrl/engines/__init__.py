@@ -148,6 +148,7 @@ def render_files(
     sources, problems = discover(list(inputs), storage, exclude=[output_root])
     items = plan(sources, output_root, job.outputs)
     storage.remove_stale_partials(output_root)
+    storage.remember_listing(output_root)
     if on_plan is not None:
         on_plan(items)
     problem_results = [ItemResult(problem.location, FAILED, problem.reason) for problem in problems]

@@ -56,6 +56,7 @@ class Storage:
 
     options: dict = field(default_factory=dict)
     _filesystems: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _listings: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         return {"options": self.options}
@@ -63,6 +64,24 @@ class Storage:
     def __setstate__(self, state: dict) -> None:
         self.options = state["options"]
         self._filesystems = {}
+        self._listings = {}
+
+    def remember_listing(self, root: str) -> None:
+        """List an object-store prefix once, so that :meth:`exists` below it needs no request.
+
+        Checking thousands of outputs one request each is slow on S3; this process's own writes
+        keep the listing current. Local roots need no listing.
+        """
+        if is_url(root):
+            prefix = root.rstrip("/") + "/"
+            files = set(self.list_files(root.rstrip("/"))) if self.exists(root.rstrip("/")) else set()
+            self._listings[prefix] = files
+
+    def _listing_for(self, location: str) -> set | None:
+        for prefix, files in self._listings.items():
+            if location.startswith(prefix):
+                return files
+        return None
 
     def filesystem(self, url: str):
         """The fsspec filesystem for ``url``'s scheme (one per scheme, reused)."""
@@ -90,6 +109,9 @@ class Storage:
 
     def exists(self, location: str) -> bool:
         if is_url(location):
+            listing = self._listing_for(location)
+            if listing is not None:
+                return location in listing
             fs, path = self._fs_path(location)
             return fs.exists(path)
         return os.path.exists(location)
@@ -116,6 +138,7 @@ class Storage:
         if is_url(location):
             fs, path = self._fs_path(location)
             fs.pipe_file(path, data)
+            self._written(location)
             return
         with self.atomic_local_path(location) as temporary, open(temporary, "wb") as handle:
             handle.write(data)
@@ -125,6 +148,7 @@ class Storage:
         if is_url(location):
             fs, path = self._fs_path(location)
             fs.put_file(local_file, path)
+            self._written(location)
             return
         with (
             self.atomic_local_path(location) as temporary,
@@ -133,6 +157,11 @@ class Storage:
         ):
             while chunk := source.read(1 << 22):
                 target.write(chunk)
+
+    def _written(self, location: str) -> None:
+        listing = self._listing_for(location)
+        if listing is not None:
+            listing.add(location)
 
     @contextlib.contextmanager
     def atomic_local_path(self, location: str) -> Iterator[str]:
