@@ -13,7 +13,7 @@ from PIL import Image
 from dwpose_ctrl.engines.item import JobSettings, Smoothing
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions
 from dwpose_ctrl.engines.pose import RenderSettings
-from dwpose_ctrl.engines.report import FAILED, ItemResult, RunReport
+from dwpose_ctrl.engines.report import FAILED, EngineError, ItemResult, RunReport
 from dwpose_ctrl.engines.storage import Storage
 from dwpose_ctrl.inputs import MAX_PIXELS
 
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None, estimator_factory=None) -> int:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         report = run(args, estimator_factory)
-    except (TypeError, ValueError, FileNotFoundError) as error:
+    except (TypeError, ValueError, OSError, EngineError) as error:
         print(f"dwpose-render: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -74,6 +74,10 @@ def blob_factory() -> BlobEstimator:
     return BlobEstimator()
 
 
+def broken_factory() -> BlobEstimator:
+    raise ValueError("the pose model file is corrupt")
+
+
 def blob_image(height: int, width: int, blobs: list[tuple[int, int, int, int]], seed: int = 0) -> np.ndarray:
     """A dark noisy RGB image with white rectangles (x, y, w, h)."""
     rng = np.random.default_rng(seed)

@@ -72,6 +72,18 @@ def test_bad_arguments_exit_2(capsys):
     assert "resolution must be >= 64" in capsys.readouterr().err
 
 
+def test_unusable_model_files_stop_before_any_item(tmp_path, capsys, yolox_nano_path):
+    save(tmp_path / "a.jpg")
+    garbage = tmp_path / "pose.onnx"
+    garbage.write_bytes(b"not onnx")
+    base = [str(tmp_path / "a.jpg"), "-o", str(tmp_path / "out"), "-q", "--det-model", str(yolox_nano_path)]
+    assert main([*base, "--pose-model", str(tmp_path / "missing.onnx")]) == 2
+    assert main([*base, "--pose-model", str(garbage)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.onnx does not exist" in err and "pose.onnx" in err
+    assert not (tmp_path / "out").exists()
+
+
 # the real detector ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pose_model(tmp_path_factory) -> Path:

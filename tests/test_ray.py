@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from render_fakes import blob_factory, blob_image
+from render_fakes import blob_factory, blob_image, broken_factory
 
 from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, Storage, render_files
+from dwpose_ctrl.engines.report import EngineError
 from dwpose_ctrl.video import VideoWriter
 
 JOB = JobSettings(
@@ -184,6 +185,11 @@ def test_ray_engine_writes_the_same_files_and_report_as_the_local_engine(
     )
     assert on_s3.counts == local_report.counts
     assert download(s3_storage, "ray-out") == tree(local_out)
+    # a detector that cannot be built stops the run with its reason
+    with pytest.raises(EngineError, match="the pose model file is corrupt"):
+        render_files(
+            [str(inputs)], str(tmp_path / "x"), broken_factory, JOB, engine="ray", ray_options=options
+        )
 
 
 def test_ray_actor_builds_one_estimator_and_maps_a_batch(inputs, tmp_path):

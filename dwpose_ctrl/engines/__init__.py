@@ -68,6 +68,7 @@ class DetectorSpec:
     options: dict = field(default_factory=dict)
 
     def __call__(self) -> PoseEstimator:
+        """Build the detector and load both models now, so that a bad model fails before any item."""
         from dwpose_ctrl.detector import DWposeDetector
 
         detector = DWposeDetector(
@@ -78,6 +79,7 @@ class DetectorSpec:
             mode=self.mode,
             **self.options,
         )
+        _ = detector.det_backend.input_size, detector.pose_backend.input_size
         return DetectorEstimator(detector)
 
 

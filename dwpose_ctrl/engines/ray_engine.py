@@ -20,7 +20,7 @@ from dwpose_ctrl.engines.item import JobSettings, process_item
 from dwpose_ctrl.engines.local import ResultCallback, split_done
 from dwpose_ctrl.engines.plan import WorkItem
 from dwpose_ctrl.engines.pose import PoseEstimator
-from dwpose_ctrl.engines.report import INTERRUPTED, ItemResult, RunReport
+from dwpose_ctrl.engines.report import INTERRUPTED, EngineError, ItemResult, RunReport
 from dwpose_ctrl.engines.storage import Storage
 
 
@@ -103,6 +103,11 @@ class RayEngine:
                     collected.append((index, result))
                     if on_result is not None:
                         on_result(result)
+            except ray.exceptions.RayError as error:
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                raise EngineError(
+                    f"the Ray job failed: {lines[-1] if lines else type(error).__name__}"
+                ) from error
             finally:
                 if started_here:
                     ray.shutdown()

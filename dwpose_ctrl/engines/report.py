@@ -13,6 +13,10 @@ INTERRUPTED = "interrupted"
 STATUSES = (DONE, SKIPPED, FAILED, INTERRUPTED)
 
 
+class EngineError(RuntimeError):
+    """The run itself failed (not one input): e.g. the Ray workers could not start."""
+
+
 @dataclass(frozen=True)
 class ItemResult:
     """The outcome of one input: ``status`` is done, skipped, failed or interrupted."""
