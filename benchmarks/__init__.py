@@ -1,0 +1,1 @@
+"""Speed benchmarks of dwpose-ctrl against the alternatives (``python -m benchmarks``)."""

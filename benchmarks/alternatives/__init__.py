@@ -1,0 +1,1 @@
+"""Worker scripts that run the other tools, each in its own process (see ``common.py``)."""

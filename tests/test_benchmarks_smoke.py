@@ -1,0 +1,105 @@
+"""The benchmark harness runs end to end on one image with tiny models (no timing assertions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_graphs import pose_like
+
+from benchmarks import harness, report
+from benchmarks.alternatives.common import detection_shape, encode_yolox_output, letterbox_ratio
+from benchmarks.suite import SuiteResults
+from dwpose_ctrl.person_detection import decode_yolox, person_boxes
+
+
+def test_encoded_yolox_output_decodes_to_the_given_boxes():
+    boxes = np.array([[10.0, 20.0, 110.0, 300.0], [200.0, 40.5, 260.25, 180.0], [5.0, 5.0, 30.0, 60.0]])
+    ratio = letterbox_ratio((512, 704), (640, 640))
+    raw = encode_yolox_output(boxes, (640, 640), ratio)
+    decoded, scores = decode_yolox(raw, (640, 640), ratio)
+    found = person_boxes(decoded, scores)
+    np.testing.assert_allclose(found.boxes, boxes, atol=1e-3)
+    np.testing.assert_allclose(found.scores, [0.95, 0.94, 0.93], atol=1e-6)
+
+
+def test_detection_shape_follows_the_annotator_rule():
+    assert detection_shape(425, 640, 512) == (512, 768)
+    assert detection_shape(1000, 500, 512) == (1024, 512)
+
+
+def _quiet(message: str) -> None:
+    """The harness's progress lines are not needed in tests."""
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, yolox_nano_path, portraits_dir):
+    work = tmp_path_factory.mktemp("bench")
+    pose = pose_like(work / "pose.onnx", input_size=(64, 48))
+    image = portraits_dir / "grace_hopper.jpg"
+    tools = [
+        harness.ToolRun("ours", "ours", "ours", yolox_nano_path, pose, {"measure_networks": True}),
+        harness.ToolRun("ours-per-person", "per person", "ours", yolox_nano_path, pose, {"per_person": True}),
+    ]
+    fixed = {image.name: [[60.0, 40.0, 300.0, 500.0], [10.0, 10.0, 90.0, 200.0]]}
+    configuration = harness.Configuration("S", "smoke", "tiny models", tools, fixed_boxes=fixed)
+    results = harness.run_configuration(
+        configuration,
+        [image],
+        rounds=1,
+        alt_python=Path("unused"),
+        work_dir=work,
+        network_repeats=1,
+        log=_quiet,
+    )
+    return configuration, results, image
+
+
+def test_harness_runs_every_tool_on_the_fixed_boxes(smoke_run):
+    _, results, image = smoke_run
+    for result in results.values():
+        assert result.persons == [2]
+        assert len(result.rounds) == 1
+        assert set(result.stage_ms_per_image()) == set(harness.STAGES)
+        assert result.peak_rss_mib > 0
+        output = harness.load_output(result, image)
+        assert output["keypoints"].shape == (2, 133, 2)
+        assert output["control_map"].dtype == np.uint8
+    networks = results["ours"].networks
+    assert networks is not None and len(networks["detector_s"]) == 1
+
+
+def test_batched_and_per_person_outputs_are_identical(smoke_run):
+    _, results, image = smoke_run
+    comparison = harness.compare_outputs(results["ours"], results["ours-per-person"], [image])
+    assert comparison.keypoints_identical and comparison.scores_identical and comparison.maps_identical
+
+
+def test_report_renders_the_configuration(smoke_run):
+    configuration, results, image = smoke_run
+    comparison = harness.compare_outputs(results["ours"], results["ours-per-person"], [image])
+    machine = {
+        "cpu": "test cpu",
+        "logical_cpus": 2,
+        "usable_cpus": 2,
+        "memory_gib": 1.0,
+        "avx2": True,
+        "avx512f": False,
+        "avx512_vnni": False,
+        "load_average": (0.0, 0.0, 0.0),
+        "versions": {"python": "3"},
+        "git_commit": "abc",
+    }
+    suite = SuiteResults(started="now", machine_before=machine, rounds=1, images=[image])
+    suite.configurations = [configuration]
+    suite.results = {"S": results}
+    suite.comparisons = [("S", "ours", "ours-per-person", comparison)]
+    text = report.render_results(suite)
+    assert "## Configuration S: smoke" in text
+    assert "| ours | " in text and "| per person | " in text
+    assert (
+        "identical keypoints and maps: ours vs ours-per-person | S | "
+        "keypoints yes, scores yes, maps yes | yes |" in text
+    )
+    assert "end to end <= 1.1x the two networks alone | S |" in text
