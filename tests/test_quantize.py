@@ -1,0 +1,72 @@
+"""Int8 quantisation (dwpose_ctrl.quantize): valid models, same interface, close outputs, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx_graphs import pose_like
+
+from dwpose_ctrl.quantize import calibration_batches, model_role, quantize_for_pipeline, quantize_model
+
+
+@pytest.fixture(scope="module")
+def tiny_pose(tmp_path_factory):
+    return pose_like(tmp_path_factory.mktemp("quant") / "pose.onnx", input_size=(64, 48))
+
+
+def _run(path, batch):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})
+
+
+def test_model_role(tiny_pose, yolox_nano_path):
+    assert model_role(tiny_pose) == "pose"
+    assert model_role(yolox_nano_path) == "detector"
+
+
+def test_static_quantisation_keeps_the_interface_and_stays_close(tiny_pose, tmp_path, portraits_dir):
+    images = sorted(portraits_dir.iterdir())
+    batches = calibration_batches(tiny_pose, images)
+    assert [b.shape for b in batches] == [(1, 3, 64, 48)] * len(images)
+    quantized = quantize_model(tiny_pose, tmp_path / "pose_int8.onnx", batches)
+    graph = onnx.load(str(quantized)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    assert [o.name for o in graph.output] == [o.name for o in onnx.load(str(tiny_pose)).graph.output]
+    float_x, float_y = _run(tiny_pose, batches[0])
+    int8_x, int8_y = _run(quantized, batches[0])
+    assert int8_x.shape == float_x.shape and int8_y.shape == float_y.shape
+    scale = np.abs(float_x).max()
+    assert np.abs(int8_x - float_x).max() < 0.1 * scale
+
+
+def test_detector_calibration_letterboxes_and_old_opsets_are_converted(
+    yolox_nano_path, tmp_path, portraits_dir
+):
+    images = [portraits_dir / "grace_hopper.jpg"]
+    batches = calibration_batches(yolox_nano_path, images)
+    assert batches[0].shape == (1, 3, 416, 416)
+    assert batches[0].max() <= 255 and (batches[0] == 114).any()
+    quantized = quantize_for_pipeline(yolox_nano_path, tmp_path / "nano_int8.onnx", images)
+    opset = next(o.version for o in onnx.load(str(quantized)).opset_import if o.domain in ("", "ai.onnx"))
+    assert opset >= 13
+    (raw,) = _run(quantized, batches[0])
+    assert raw.shape == (1, 3549, 85)
+
+
+def test_dynamic_quantisation_needs_no_calibration(tiny_pose, tmp_path):
+    quantized = quantize_model(tiny_pose, tmp_path / "dyn.onnx", method="dynamic")
+    batch = np.random.default_rng(0).standard_normal((2, 3, 64, 48)).astype(np.float32)
+    assert _run(quantized, batch)[0].shape == _run(tiny_pose, batch)[0].shape
+
+
+def test_bad_arguments_are_refused(tiny_pose, tmp_path):
+    with pytest.raises(ValueError, match="calibration batches"):
+        quantize_model(tiny_pose, tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="must differ"):
+        quantize_model(tiny_pose, tiny_pose, method="dynamic")
+    with pytest.raises(ValueError, match="method"):
+        quantize_model(tiny_pose, tmp_path / "x.onnx", method="float8")
+    with pytest.raises(FileNotFoundError):
+        quantize_model(tmp_path / "missing.onnx", tmp_path / "x.onnx", method="dynamic")
