@@ -1,9 +1,10 @@
 """The per-item work shared by every engine: read, estimate once, draw, write atomically.
 
 :func:`process_item` does one whole item (an image or a video) and never raises for bad input:
-it returns an :class:`~dwpose_ctrl.engines.report.ItemResult` with the reason. The local engine
-also uses its stages separately (:func:`read_image`, :func:`analyse_image`,
-:func:`write_image_outputs`) to overlap them across items.
+it returns an :class:`~dwpose_ctrl.engines.report.ItemResult` with the reason. An image goes
+through three stages, which the local engine runs in different threads to overlap them across
+items: :func:`read_image` (read, decode, resize for detection), the estimator (inference only)
+and :func:`finish_image` (draw the map, JSON and overlay, encode, write).
 
 Write order per item: JSON, overlay, metadata photo copy, per-frame files, then the map last, each
 file atomically. An item is done when all its required outputs exist
@@ -32,6 +33,7 @@ from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSetti
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
 from dwpose_ctrl.engines.storage import Storage, is_url, join
 from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
+from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.video import BoxTracker, KeypointSmoother, VideoWriter, boxes_from_persons, open_video
 
 
@@ -73,9 +75,11 @@ class JobSettings:
 # images -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded image (RGB uint8) and the file's bytes (kept for the metadata photo copy)."""
+    """A decoded image (RGB uint8), its detection image and scale, and the file's bytes."""
 
     rgb: np.ndarray
+    detection_image: np.ndarray
+    scale: float
     data: bytes
 
 
@@ -103,8 +107,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ItemError(f"corrupt or truncated image: {error}") from error
 
 
-def read_image(item: WorkItem, storage: Storage, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Read and decode one image item."""
+def read_image(item: WorkItem, storage: Storage, job: JobSettings) -> LoadedImage:
+    """Read, decode and resize for detection one image item."""
     try:
         data = storage.read_bytes(item.source.location)
     except IsADirectoryError as error:
@@ -113,15 +117,14 @@ def read_image(item: WorkItem, storage: Storage, max_pixels: int = MAX_PIXELS) -
         raise ItemError(f"unreadable: permission denied ({error.strerror or error})") from error
     except OSError as error:
         raise ItemError(f"unreadable: {error.strerror or error}") from error
-    return LoadedImage(decode_image(data, max_pixels), data)
-
-
-def analyse_image(rgb: np.ndarray, estimator: PoseEstimator, job: JobSettings) -> RenderedOutputs:
-    """One inference, then every drawn output of the image."""
+    rgb = decode_image(data, job.max_pixels)
     detection_image = job.render.detection_image(rgb)
-    persons = estimator.estimate(detection_image, job.render.detection_scale(rgb, detection_image))
-    options = job.outputs
-    return render_outputs(rgb, detection_image, persons, job.render, options.json, options.overlay)
+    return LoadedImage(rgb, detection_image, job.render.detection_scale(rgb, detection_image), data)
+
+
+def estimate_image(loaded: LoadedImage, estimator: PoseEstimator) -> list[Person]:
+    """The one inference of an image: its persons, in detection-image pixels."""
+    return estimator.estimate(loaded.detection_image, loaded.scale)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -139,9 +142,18 @@ def encode_json(data: dict) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def write_image_outputs(
-    item: WorkItem, rendered: RenderedOutputs, data: bytes, storage: Storage, options: OutputOptions
+def finish_image(
+    item: WorkItem, loaded: LoadedImage, persons: list[Person], storage: Storage, job: JobSettings
 ) -> None:
+    """Draw an image item's outputs from its persons and write them, the map last."""
+    options = job.outputs
+    rendered = render_outputs(
+        loaded.rgb, loaded.detection_image, persons, job.render, options.json, options.overlay
+    )
+    write_image_outputs(item, rendered, loaded.data, storage)
+
+
+def write_image_outputs(item: WorkItem, rendered: RenderedOutputs, data: bytes, storage: Storage) -> None:
     """Write an image item's outputs, the map last."""
     if item.json is not None:
         storage.write_bytes(item.json, encode_json(rendered.openpose_json))
@@ -299,9 +311,8 @@ def process_item(
         if item.kind == "video":
             frames = render_video(item, estimator, job, storage, stop, on_frame)
         else:
-            loaded = read_image(item, storage, job.max_pixels)
-            rendered = analyse_image(loaded.rgb, estimator, job)
-            write_image_outputs(item, rendered, loaded.data, storage, job.outputs)
+            loaded = read_image(item, storage, job)
+            finish_image(item, loaded, estimate_image(loaded, estimator), storage, job)
             frames = 1
     except Interrupted as error:
         return ItemResult(location, INTERRUPTED, str(error), seconds=time.perf_counter() - started)

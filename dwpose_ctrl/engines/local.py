@@ -1,8 +1,9 @@
 """The local engine: one process, decoding, inference and writing overlapped with threads.
 
-Images are read and decoded by ``loaders`` threads up to ``prefetch`` items ahead of the
-inference, which runs in the calling thread (one detector, its runtimes use the cores); encoding
-and atomic writes run in a background thread up to ``prefetch`` items behind. Videos stream
+Images are read, decoded and resized for detection by ``loaders`` threads up to ``prefetch``
+items ahead of the inference, which is all the calling thread does (one detector, its runtimes
+use the cores); drawing, encoding and atomic writes run in a background thread up to
+``prefetch`` items behind. Videos stream
 frame by frame with the same overlap inside :func:`~dwpose_ctrl.engines.item.render_video`.
 """
 
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from dwpose_ctrl.engines.item import (
     JobSettings,
     LoadedImage,
-    analyse_image,
+    estimate_image,
+    finish_image,
     process_item,
     read_image,
-    write_image_outputs,
 )
 from dwpose_ctrl.engines.pipeline import BackgroundWorker
 from dwpose_ctrl.engines.plan import WorkItem, is_done
@@ -98,7 +99,7 @@ class LocalEngine:
         upcoming = iter(todo)
 
         def load(item: WorkItem) -> LoadedImage:
-            return read_image(item, self.storage, self.job.max_pixels)
+            return read_image(item, self.storage, self.job)
 
         def refill() -> None:
             while len(pending) < max(self.prefetch, 1):
@@ -137,10 +138,8 @@ class LocalEngine:
         started = time.perf_counter()
         location = item.source.location
         try:
-            loaded = (
-                future.result() if future is not None else read_image(item, self.storage, self.job.max_pixels)
-            )
-            rendered = analyse_image(loaded.rgb, self.estimator, self.job)
+            loaded = future.result() if future is not None else read_image(item, self.storage, self.job)
+            persons = estimate_image(loaded, self.estimator)
         except Exception as error:
             record(
                 item,
@@ -150,7 +149,7 @@ class LocalEngine:
 
         def write() -> None:
             try:
-                write_image_outputs(item, rendered, loaded.data, self.storage, self.job.outputs)
+                finish_image(item, loaded, persons, self.storage, self.job)
             except Exception as error:
                 result = ItemResult(
                     location, FAILED, describe_error(error), seconds=time.perf_counter() - started
