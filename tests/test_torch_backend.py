@@ -152,6 +152,8 @@ def test_bfloat16_on_the_cpu_returns_float32_close_to_float32(pose_onnx, val5_cr
     reference = backend.run(val5_crops[:2])
     backend.to("cpu", "bfloat16")
     assert backend.dtype == torch.bfloat16
+    assert backend.model.backbone.stem[0].conv.weight.dtype == torch.bfloat16
+    assert backend.model.head.gau.uv.weight.dtype == torch.float32  # norms and attention stay float32
     low = backend.run(val5_crops[:2])
     assert low[0].dtype == np.float32
     assert np.abs(low[0] - reference[0]).max() <= 0.1 * np.abs(reference[0]).max()

@@ -127,6 +127,8 @@ class TorchBackend:
         self._dtype = target_dtype
         memory_format = torch.channels_last if kind == "cuda" else torch.contiguous_format
         self.model.to(device=self._device, dtype=self._dtype, memory_format=memory_format)
+        if isinstance(self.model, RTMPose):
+            self.model.keep_head_float32()
         return self
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -47,7 +47,20 @@ class RTMPose(nn.Module):
         self.head = RTMCCHead(self.backbone.out_channels, input_size, num_keypoints)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.backbone(x))
+        features = self.backbone(x)
+        head_dtype = self.head.final_layer.weight.dtype
+        if features.dtype != head_dtype:  # half-precision backbone, float32 head (see keep_head_float32)
+            features = features.to(head_dtype)
+        return self.head(features)
+
+    def keep_head_float32(self) -> RTMPose:
+        """Run the head in float32 while the backbone runs in float16/bfloat16; returns self.
+
+        The head's norms and squared attention scores can exceed the float16 range; the head is a
+        small part of the compute, so it stays in float32 and the logits come out in float32.
+        """
+        self.head.float()
+        return self
 
 
 def _check_input_size(input_size: tuple[int, int]) -> tuple[int, int]:
