@@ -480,6 +480,8 @@ class TrainSummary:
     last_loss: float
     best_metric: float | None
     checkpoint: Path
+    task: nn.Module
+    ema: ModelEma | None
 
 
 def _autocast(amp: str, device: torch.device):
@@ -677,5 +679,5 @@ def train(
         context.barrier()
     log.close()
     return TrainSummary(
-        work_dir, config.schedule.max_epochs, iteration, last_loss, best_metric, checkpoint_path
+        work_dir, config.schedule.max_epochs, iteration, last_loss, best_metric, checkpoint_path, task, ema
     )
