@@ -119,6 +119,15 @@ def test_s3_inputs_and_outputs_equal_local_ones_and_resume(s3_storage, inputs, l
     assert again.counts == {"done": 0, "skipped": 6, "failed": 1, "interrupted": 0}
 
 
+def test_s3_output_prefix_inside_the_input_prefix_is_never_read(s3_storage, inputs):
+    upload(s3_storage, inputs / "set0", "nested")
+    output = f"s3://{BUCKET}/nested/maps"
+    first = render_files([f"s3://{BUCKET}/nested"], output, blob_factory, JOB, storage=s3_storage)
+    second = render_files([f"s3://{BUCKET}/nested"], output, blob_factory, JOB, storage=s3_storage)
+    assert first.counts["done"] == 3
+    assert second.counts == {"done": 0, "skipped": 3, "failed": 0, "interrupted": 0}
+
+
 def test_s3_missing_prefix_is_reported(s3_storage):
     report = render_files(
         [f"s3://{BUCKET}/nothing-here"], f"s3://{BUCKET}/o", blob_factory, JOB, storage=s3_storage

@@ -204,7 +204,9 @@ def discover(
     Anything below an ``exclude`` folder (the output root) is never read.
     """
     storage = storage or Storage()
+    exclude = list(exclude)
     excluded = [os.path.realpath(path) for path in exclude if not is_url(path)]
+    excluded_urls = [url.rstrip("/") + "/" for url in exclude if is_url(url)]
     found: dict[tuple[str, str], Source] = {}
     problems: list[Problem] = []
 
@@ -212,7 +214,10 @@ def discover(
         kind = media_kind(location) or ("image" if explicit else None)
         if kind is None:
             return
-        if not is_url(location):
+        if is_url(location):
+            if any(location.startswith(prefix) for prefix in excluded_urls):
+                return
+        else:
             real = os.path.realpath(location)
             if any(real == out or real.startswith(out + os.sep) for out in excluded):
                 return
