@@ -17,7 +17,7 @@ from PIL import Image
 from dwpose_ctrl.codec import decode_simcc
 from dwpose_ctrl.inputs import to_rgb_list
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
-from dwpose_ctrl.openpose import to_openpose
+from dwpose_ctrl.openpose import OpenPoseFrame, check_visibility_threshold, persons_to_openpose, to_openpose
 from dwpose_ctrl.person_detection import Detections, detect_persons, filter_persons
 from dwpose_ctrl.render import RenderOptions, draw_openpose
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
@@ -74,7 +74,9 @@ class DWposeDetector:
     ``"onnxruntime"`` or ``"torch"``. ``mode="reference"`` reproduces the DWPose ControlNet
     annotator bit for bit (RGB into YOLOX, a whole-image box when nobody is found);
     ``mode="default"`` feeds YOLOX the BGR image it was trained on and returns nobody (an empty
-    map) when nobody is found. Thresholds default to the reference values; ``max_persons`` keeps
+    map) when nobody is found. Thresholds default to the reference values: ``score_threshold``
+    (person boxes), ``nms_threshold`` and ``keypoint_threshold`` (a body joint is drawn when its
+    score is > it, a hand or face point unless its score is < it; in [0, 1)). ``max_persons`` keeps
     the largest boxes, ``min_box_size`` drops boxes whose shorter side (in input-image pixels) is
     smaller. Runtimes are created on first use and reused.
     """
@@ -89,6 +91,7 @@ class DWposeDetector:
         *,
         score_threshold: float = 0.3,
         nms_threshold: float = 0.45,
+        keypoint_threshold: float = 0.3,
         max_persons: int | None = None,
         min_box_size: float | None = None,
         local_dir: str | os.PathLike | None = None,
@@ -107,6 +110,7 @@ class DWposeDetector:
         self.device = device
         self.score_threshold = _check_threshold("score_threshold", score_threshold)
         self.nms_threshold = _check_threshold("nms_threshold", nms_threshold)
+        self.keypoint_threshold = check_visibility_threshold(keypoint_threshold, "keypoint_threshold")
         self.max_persons = max_persons
         self.min_box_size = (
             None if min_box_size is None else _check_threshold("min_box_size", min_box_size, 0, np.inf)
@@ -264,6 +268,12 @@ class DWposeDetector:
             results.append(poses.to_persons(scale_x, scale_y))
         return results if batched else results[0]
 
+    def to_openpose(self, persons: list[Person], width: int, height: int) -> OpenPoseFrame:
+        """The OpenPose layout of ``estimate()`` results on a ``width`` x ``height`` image, with this
+        detector's ``keypoint_threshold``; draw it with ``draw_openpose`` or write it with
+        ``frame_to_json``."""
+        return persons_to_openpose(persons, width, height, self.keypoint_threshold)
+
     def __call__(
         self,
         image,
@@ -310,7 +320,7 @@ class DWposeDetector:
         for rgb, (out_height, out_width) in zip(images, output_sizes, strict=True):
             det_image, poses = self._estimate_resized(rgb, detect_resolution)
             det_height, det_width = det_image.shape[:2]
-            frame = to_openpose(poses.keypoints, poses.scores, det_width, det_height)
+            frame = to_openpose(poses.keypoints, poses.scores, det_width, det_height, self.keypoint_threshold)
             drawn = draw_openpose(frame, det_image if overlay else None, options)
             control = cv2.resize(drawn, (out_width, out_height), interpolation=cv2.INTER_LINEAR)
             maps.append(Image.fromarray(control) if output_type == "pil" else control)

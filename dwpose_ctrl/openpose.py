@@ -4,7 +4,8 @@
 ControlNet annotator draws: an OpenPose-18 body (with the neck inserted), 6 foot points, 68 face
 points and two 21-point hands, with coordinates normalised by the canvas size. It keeps every
 score; the visibility rules of the reference live in :class:`OpenPosePerson` and are applied by
-the renderer and the JSON writer, never stored as magic coordinates.
+the renderer and the JSON writer, never stored as magic coordinates. The threshold of those rules
+(0.3 in the reference) is a field of :class:`OpenPoseFrame`, set by :func:`to_openpose`.
 
 :func:`frame_to_json` / :func:`frame_from_json` exchange frames with ComfyUI and the A1111
 ControlNet extension (``pose_keypoints_2d``, ``face_keypoints_2d``, ``hand_left_keypoints_2d``,
@@ -26,7 +27,8 @@ import numpy as np
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
 
 VISIBILITY_THRESHOLD = 0.3
-"""Body joints and feet are visible when their score is > 0.3; hand and face points when >= 0.3."""
+"""The reference's keypoint threshold t (the default everywhere): body joints and feet are visible
+when their score is > t; hand and face points are missing only when their score is < t."""
 
 NUM_BODY = 18
 NUM_FEET = 6
@@ -107,25 +109,25 @@ class OpenPosePerson:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def body_visible(self) -> np.ndarray:
-        """(18,) mask of drawn body joints: score > 0.3 (a joint at exactly 0.3 is not drawn)."""
-        return joint_visible(self.body[:, 2])
+    def body_visible(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+        """(18,) mask of drawn body joints: score > ``threshold`` (a joint at exactly it is not drawn)."""
+        return joint_visible(self.body[:, 2], threshold)
 
-    def feet_visible(self) -> np.ndarray:
-        """(6,) mask of foot points treated like body joints: score > 0.3."""
-        return joint_visible(self.feet[:, 2])
+    def feet_visible(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+        """(6,) mask of foot points treated like body joints: score > ``threshold``."""
+        return joint_visible(self.feet[:, 2], threshold)
 
-    def face_present(self) -> np.ndarray:
-        """(68,) mask of face points that are not missing: score >= 0.3."""
-        return point_present(self.face[:, 2])
+    def face_present(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+        """(68,) mask of face points that are not missing: score >= ``threshold``."""
+        return point_present(self.face[:, 2], threshold)
 
-    def left_hand_present(self) -> np.ndarray:
-        """(21,) mask of left-hand points that are not missing: score >= 0.3."""
-        return point_present(self.left_hand[:, 2])
+    def left_hand_present(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+        """(21,) mask of left-hand points that are not missing: score >= ``threshold``."""
+        return point_present(self.left_hand[:, 2], threshold)
 
-    def right_hand_present(self) -> np.ndarray:
-        """(21,) mask of right-hand points that are not missing: score >= 0.3."""
-        return point_present(self.right_hand[:, 2])
+    def right_hand_present(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+        """(21,) mask of right-hand points that are not missing: score >= ``threshold``."""
+        return point_present(self.right_hand[:, 2], threshold)
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,24 @@ class OpenPoseFrame:
 
     The coordinates are resolution-free; ``width`` and ``height`` are the canvas the map is drawn
     on by default. ``dataclasses.replace(frame, width=..., height=...)`` draws at another size.
+    ``visibility_threshold`` is the keypoint threshold the renderer and the JSON writer apply
+    (see :data:`VISIBILITY_THRESHOLD`); ``dataclasses.replace`` changes it too.
     """
 
     people: list[OpenPosePerson]
     width: int
     height: int
+    visibility_threshold: float = VISIBILITY_THRESHOLD
 
     def __post_init__(self) -> None:
         _check_size(self.width, self.height, "OpenPoseFrame")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
+        object.__setattr__(
+            self,
+            "visibility_threshold",
+            check_visibility_threshold(self.visibility_threshold, "OpenPoseFrame.visibility_threshold"),
+        )
         people = list(self.people)
         for index, person in enumerate(people):
             if not isinstance(person, OpenPosePerson):
@@ -153,17 +163,30 @@ class OpenPoseFrame:
         object.__setattr__(self, "people", people)
 
 
-def joint_visible(scores: np.ndarray) -> np.ndarray:
-    """Body/foot rule: visible when score > 0.3, compared in float64 as the reference does.
+def check_visibility_threshold(value: Any, name: str = "visibility_threshold") -> float:
+    """``value`` as a Python float (float64) if it is a real number in [0, 1), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1) such as 0.3, got {value!r}")
+    threshold = float(value)
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(
+            f"{name} must lie in [0, 1) (keypoint scores are compared to it; 0.3 is the reference), "
+            f"got {value!r}"
+        )
+    return threshold
+
+
+def joint_visible(scores: np.ndarray, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """Body/foot rule: visible when score > ``threshold``, compared in float64 as the reference does.
 
     (A float32 score of 0.3 is 0.30000001 in float64 and therefore visible, as in the reference.)
     """
-    return np.asarray(scores, dtype=np.float64) > VISIBILITY_THRESHOLD
+    return np.asarray(scores, dtype=np.float64) > threshold
 
 
-def point_present(scores: np.ndarray) -> np.ndarray:
-    """Hand/face rule: a point is missing only when score < 0.3 (so exactly 0.3 is drawn)."""
-    return ~(np.asarray(scores, dtype=np.float64) < VISIBILITY_THRESHOLD)
+def point_present(scores: np.ndarray, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """Hand/face rule: a point is missing only when score < ``threshold`` (so exactly it is drawn)."""
+    return ~(np.asarray(scores, dtype=np.float64) < threshold)
 
 
 def _check_size(width: Any, height: Any, what: str) -> None:
@@ -174,15 +197,23 @@ def _check_size(width: Any, height: Any, what: str) -> None:
             raise ValueError(f"{what} {name} must be > 0 pixels, got {value}")
 
 
-def to_openpose(keypoints: np.ndarray, scores: np.ndarray, width: int, height: int) -> OpenPoseFrame:
+def to_openpose(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    width: int,
+    height: int,
+    visibility_threshold: float = VISIBILITY_THRESHOLD,
+) -> OpenPoseFrame:
     """COCO-WholeBody keypoints of P persons to an :class:`OpenPoseFrame` (SPEC 4).
 
     ``keypoints`` (P, 133, 2) are pixels of a ``width`` x ``height`` canvas, ``scores`` (P, 133).
     Computed in float64 exactly as the reference annotator: the neck is the mean of the two
-    shoulders (x, y and score) and its score becomes 1.0 when both shoulder scores are > 0.3,
-    else 0.0; the OpenPose-18 reorder; then x / width and y / height.
+    shoulders (x, y and score) and its score becomes 1.0 when both shoulder scores are >
+    ``visibility_threshold`` (0.3 in the reference), else 0.0; the OpenPose-18 reorder; then
+    x / width and y / height. The frame carries ``visibility_threshold`` for drawing and JSON.
     """
     _check_size(width, height, "canvas")
+    visibility_threshold = check_visibility_threshold(visibility_threshold)
     keypoints = _as_float_array(keypoints, "keypoints")
     scores = _as_float_array(scores, "scores")
     if keypoints.ndim != 3 or keypoints.shape[1:] != (NUM_KEYPOINTS, 2):
@@ -195,8 +226,8 @@ def to_openpose(keypoints: np.ndarray, scores: np.ndarray, width: int, height: i
     points = np.concatenate((keypoints, scores[..., None]), axis=-1)
     neck = np.mean(points[:, [_LEFT_SHOULDER, _RIGHT_SHOULDER]], axis=1)
     neck[:, 2] = np.logical_and(
-        points[:, _LEFT_SHOULDER, 2] > VISIBILITY_THRESHOLD,
-        points[:, _RIGHT_SHOULDER, 2] > VISIBILITY_THRESHOLD,
+        points[:, _LEFT_SHOULDER, 2] > visibility_threshold,
+        points[:, _RIGHT_SHOULDER, 2] > visibility_threshold,
     )
     points = np.insert(points, _NECK_INSERT_AT, neck, axis=1)
     points[:, _OPENPOSE_TARGETS] = points[:, _COCO_SOURCES]
@@ -213,10 +244,14 @@ def to_openpose(keypoints: np.ndarray, scores: np.ndarray, width: int, height: i
         )
         for person in points
     ]
-    return OpenPoseFrame(people=people, width=int(width), height=int(height))
+    return OpenPoseFrame(
+        people=people, width=int(width), height=int(height), visibility_threshold=visibility_threshold
+    )
 
 
-def persons_to_openpose(persons: Sequence[Person], width: int, height: int) -> OpenPoseFrame:
+def persons_to_openpose(
+    persons: Sequence[Person], width: int, height: int, visibility_threshold: float = VISIBILITY_THRESHOLD
+) -> OpenPoseFrame:
     """:func:`to_openpose` for :class:`~dwpose_ctrl.keypoints.Person` results.
 
     The persons' keypoints must be pixels of the ``width`` x ``height`` canvas.
@@ -226,10 +261,12 @@ def persons_to_openpose(persons: Sequence[Person], width: int, height: int) -> O
         if not isinstance(person, Person):
             raise TypeError(f"persons[{index}] must be a dwpose_ctrl Person, got {type(person)}")
     if not persons:
-        return to_openpose(np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)), width, height)
+        return to_openpose(
+            np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)), width, height, visibility_threshold
+        )
     keypoints = np.stack([np.asarray(person.keypoints, dtype=np.float64) for person in persons])
     scores = np.stack([np.asarray(person.scores, dtype=np.float64) for person in persons])
-    return to_openpose(keypoints, scores, width, height)
+    return to_openpose(keypoints, scores, width, height, visibility_threshold)
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
@@ -275,7 +312,8 @@ def frame_to_json(frame: OpenPoseFrame, image_width: int, image_height: int) -> 
     """OpenPose JSON of a frame (SPEC 6), in the pixels of an ``image_width`` x ``image_height``.
 
     Each part is a flat ``x, y, c`` list with ``c = 1.0`` for a drawn point and ``0, 0, 0`` for a
-    missing one (body and feet: score > 0.3; hands and face: score >= 0.3); coordinates are
+    missing one (with t = ``frame.visibility_threshold``, 0.3 by default: body and feet drawn when
+    score > t; hands and face when score >= t); coordinates are
     unrounded floats (normalised x times ``image_width``). ``pose_keypoints_2d`` is always
     written; face, hands and feet are ``null`` when none of their points is present, and
     ``foot_keypoints_2d`` is only written when a foot point is visible. The face has 70 points:
@@ -285,11 +323,12 @@ def frame_to_json(frame: OpenPoseFrame, image_width: int, image_height: int) -> 
         raise TypeError(f"frame must be an OpenPoseFrame, got {type(frame).__name__}")
     _check_size(image_width, image_height, "image")
     width, height = int(image_width), int(image_height)
+    threshold = frame.visibility_threshold
     people = []
     for person in frame.people:
-        body_visible = person.body_visible()
+        body_visible = person.body_visible(threshold)
         entry: dict[str, Any] = {POSE_KEY: _flatten(person.body, body_visible, width, height)}
-        face_present = person.face_present()
+        face_present = person.face_present(threshold)
         if face_present.any():
             eyes = person.body[[_RIGHT_EYE, _LEFT_EYE]]
             eyes_visible = body_visible[[_RIGHT_EYE, _LEFT_EYE]]
@@ -299,11 +338,11 @@ def frame_to_json(frame: OpenPoseFrame, image_width: int, image_height: int) -> 
         else:
             entry[FACE_KEY] = None
         for key, hand, present in (
-            (LEFT_HAND_KEY, person.left_hand, person.left_hand_present()),
-            (RIGHT_HAND_KEY, person.right_hand, person.right_hand_present()),
+            (LEFT_HAND_KEY, person.left_hand, person.left_hand_present(threshold)),
+            (RIGHT_HAND_KEY, person.right_hand, person.right_hand_present(threshold)),
         ):
             entry[key] = _flatten(hand, present, width, height) if present.any() else None
-        feet_visible = person.feet_visible()
+        feet_visible = person.feet_visible(threshold)
         if feet_visible.any():
             entry[FOOT_KEY] = _flatten(person.feet, feet_visible, width, height)
         people.append(entry)
@@ -358,12 +397,14 @@ def _missing(count: int) -> np.ndarray:
     return np.zeros((count, 3), dtype=np.float64)
 
 
-def frame_from_json(data: dict) -> OpenPoseFrame:
+def frame_from_json(data: dict, visibility_threshold: float = VISIBILITY_THRESHOLD) -> OpenPoseFrame:
     """Read OpenPose JSON (ours, ComfyUI's, the A1111 extension's) back into a frame.
 
     Coordinates are divided by ``canvas_width`` / ``canvas_height``; ``c`` becomes the score, so
-    our ``1.0`` / ``0`` round-trips and real OpenPose confidences follow the 0.3 rules. A null or
-    absent face, hand or foot part is all missing. ``pose_keypoints_2d`` may be OpenPose-18 (54
+    our ``1.0`` / ``0`` round-trips and real OpenPose confidences follow the visibility rules with
+    ``visibility_threshold`` (the frame's threshold, 0.3 by default; at 0 no hand or face point
+    is ever missing, so their ``0, 0, 0`` entries count as present). A null or
+    absent face, hand or foot part is all ``0, 0, 0``. ``pose_keypoints_2d`` may be OpenPose-18 (54
     numbers) or BODY_25 (75, whose feet are then used); the face may have 68 or 70 points (the two
     pupils are not part of the face layout and are ignored). Raises ``ValueError`` naming the
     offending field for anything else.
@@ -375,6 +416,7 @@ def frame_from_json(data: dict) -> OpenPoseFrame:
         )
     if not isinstance(data, dict):
         raise TypeError(f"OpenPose JSON must be a dict (the parsed JSON object), got {type(data).__name__}")
+    visibility_threshold = check_visibility_threshold(visibility_threshold)
     width = _read_canvas_side(data, "canvas_width")
     height = _read_canvas_side(data, "canvas_height")
     if "people" not in data:
@@ -407,7 +449,7 @@ def frame_from_json(data: dict) -> OpenPoseFrame:
                 right_hand=_missing(NUM_HAND) if right is None else right,
             )
         )
-    return OpenPoseFrame(people=people, width=width, height=height)
+    return OpenPoseFrame(people=people, width=width, height=height, visibility_threshold=visibility_threshold)
 
 
 def dumps_frame(frame: OpenPoseFrame, image_width: int, image_height: int, indent: int | None = None) -> str:
@@ -415,13 +457,13 @@ def dumps_frame(frame: OpenPoseFrame, image_width: int, image_height: int, inden
     return json.dumps(frame_to_json(frame, image_width, image_height), indent=indent, allow_nan=False)
 
 
-def loads_frame(text: str | bytes) -> OpenPoseFrame:
+def loads_frame(text: str | bytes, visibility_threshold: float = VISIBILITY_THRESHOLD) -> OpenPoseFrame:
     """:func:`frame_from_json` of JSON text; invalid JSON raises ``ValueError``."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"not valid OpenPose JSON text: {error}") from error
-    return frame_from_json(data)
+    return frame_from_json(data, visibility_threshold)
 
 
 def write_json(
@@ -437,7 +479,7 @@ def write_json(
         handle.write(text)
 
 
-def read_json(path: str | os.PathLike) -> OpenPoseFrame:
+def read_json(path: str | os.PathLike, visibility_threshold: float = VISIBILITY_THRESHOLD) -> OpenPoseFrame:
     """Read an OpenPose JSON file written by :func:`write_json`, ComfyUI or the A1111 extension."""
     with open(path, encoding="utf-8") as handle:
-        return loads_frame(handle.read())
+        return loads_frame(handle.read(), visibility_threshold)

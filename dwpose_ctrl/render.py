@@ -104,7 +104,8 @@ def draw_openpose(
     Without ``canvas`` the map is ``frame.height`` x ``frame.width`` on black. With ``canvas`` (an
     RGB uint8 image of any size, e.g. the input photo) a copy of it is drawn on; as in the
     reference, the body pass multiplies the whole canvas by 0.6, so the photo is dimmed. The
-    normalised coordinates are scaled by the size of the canvas drawn on.
+    normalised coordinates are scaled by the size of the canvas drawn on. Which points are drawn
+    follows ``frame.visibility_threshold`` (0.3 by default, SPEC 4).
     """
     if not isinstance(frame, OpenPoseFrame):
         raise TypeError(f"frame must be an OpenPoseFrame, got {type(frame).__name__}")
@@ -116,16 +117,17 @@ def draw_openpose(
     else:
         image = _copy_canvas(canvas)
     people = frame.people
-    _check_drawable(people, image.shape[0], image.shape[1], options)
+    threshold = frame.visibility_threshold
+    _check_drawable(people, image.shape[0], image.shape[1], options, threshold)
     if options.include_body or options.include_foot:
-        image = _draw_bodies(image, people, options)
+        image = _draw_bodies(image, people, options, threshold)
     if options.include_hand:
         hands = [person.left_hand for person in people] + [person.right_hand for person in people]
         for hand in hands:
-            _draw_hand(image, hand)
+            _draw_hand(image, hand, threshold)
     if options.include_face:
         for person in people:
-            _draw_face(image, person.face)
+            _draw_face(image, person.face, threshold)
     return image
 
 
@@ -137,22 +139,24 @@ def _check_canvas_size(height: int, width: int) -> None:
         )
 
 
-def _check_drawable(people: list[OpenPosePerson], height: int, width: int, options: RenderOptions) -> None:
+def _check_drawable(
+    people: list[OpenPosePerson], height: int, width: int, options: RenderOptions, threshold: float
+) -> None:
     """Refuse points that would be drawn at pixel coordinates OpenCV cannot take."""
     for index, person in enumerate(people):
         parts = []
         if options.include_body or options.include_foot:
             parts += [
-                ("body", person.body, person.body_visible()),
-                ("feet", person.feet, person.feet_visible()),
+                ("body", person.body, person.body_visible(threshold)),
+                ("feet", person.feet, person.feet_visible(threshold)),
             ]
         if options.include_hand:
             parts += [
-                ("left_hand", person.left_hand, person.left_hand_present()),
-                ("right_hand", person.right_hand, person.right_hand_present()),
+                ("left_hand", person.left_hand, person.left_hand_present(threshold)),
+                ("right_hand", person.right_hand, person.right_hand_present(threshold)),
             ]
         if options.include_face:
-            parts.append(("face", person.face, person.face_present()))
+            parts.append(("face", person.face, person.face_present(threshold)))
         for name, points, drawn in parts:
             pixels = np.abs(points[drawn, :2]) * (width, height)
             if pixels.size and pixels.max() >= MAX_PIXEL_COORDINATE:
@@ -189,11 +193,15 @@ def _draw_limb(image: np.ndarray, p1: np.ndarray, p2: np.ndarray, half_width: in
     cv2.fillConvexPoly(image, polygon, color)
 
 
-def _draw_bodies(image: np.ndarray, people: list[OpenPosePerson], options: RenderOptions) -> np.ndarray:
+def _draw_bodies(
+    image: np.ndarray, people: list[OpenPosePerson], options: RenderOptions, threshold: float
+) -> np.ndarray:
     height, width = image.shape[:2]
     half_width = stick_half_width(height, width, options.stick_scaling)
     points = [np.concatenate((person.body, person.feet)) for person in people]
-    visible = [np.concatenate((person.body_visible(), person.feet_visible())) for person in people]
+    visible = [
+        np.concatenate((person.body_visible(threshold), person.feet_visible(threshold))) for person in people
+    ]
 
     limbs: list[tuple[tuple[int, int], tuple]] = []
     joints: list[tuple[int, tuple]] = []
@@ -229,9 +237,9 @@ def _pixels_drawn(points: np.ndarray, present: np.ndarray, height: int, width: i
     return [(int(x), int(y)) if keep else None for x, y, keep in zip(xs, ys, drawn, strict=True)]
 
 
-def _draw_hand(image: np.ndarray, hand: np.ndarray) -> None:
+def _draw_hand(image: np.ndarray, hand: np.ndarray, threshold: float) -> None:
     height, width = image.shape[:2]
-    present = point_present(hand[:, 2])
+    present = point_present(hand[:, 2], threshold)
     pixels = _pixels_drawn(hand, present, height, width)
     for (first, second), color in zip(HAND_EDGES, HAND_EDGE_COLORS, strict=True):
         if pixels[first] is not None and pixels[second] is not None:
@@ -241,9 +249,9 @@ def _draw_hand(image: np.ndarray, hand: np.ndarray) -> None:
             cv2.circle(image, pixel, HAND_POINT_RADIUS, HAND_POINT_COLOR, thickness=-1)
 
 
-def _draw_face(image: np.ndarray, face: np.ndarray) -> None:
+def _draw_face(image: np.ndarray, face: np.ndarray, threshold: float) -> None:
     height, width = image.shape[:2]
-    present = point_present(face[:, 2])
+    present = point_present(face[:, 2], threshold)
     for pixel in _pixels_drawn(face, present, height, width):
         if pixel is not None:
             cv2.circle(image, pixel, FACE_POINT_RADIUS, FACE_POINT_COLOR, thickness=-1)
