@@ -221,3 +221,17 @@ def test_ray_actor_builds_one_estimator_and_maps_a_batch(inputs, tmp_path):
     assert columns["index"] == list(range(len(items)))
     assert columns["status"] == ["failed", "done", "done", "done", "done", "done", "done"]
     assert columns["frames"][1] == 4  # clip.mp4 sorts after broken.png
+
+
+@pytest.mark.slow
+def test_cli_engine_ray(local_ray, inputs, local_outputs, tmp_path, capsys):
+    from dwpose_ctrl.cli import main
+
+    local_out, _ = local_outputs
+    out = tmp_path / "out"
+    argv = [str(inputs), "-o", str(out), "--engine", "ray", "--ray-workers", "2", "--ray-batch-size", "3"]
+    argv += ["--detect-resolution", "128", "--image-resolution", "128", "--json", "--overlay", "--frames"]
+    assert main([*argv, "--video-codec", "ffv1", "-q"], estimator_factory=blob_factory) == 1
+    err = capsys.readouterr().err
+    assert f"FAILED {inputs / 'broken.png'}: not an image" in err and "done 6, skipped 0, failed 1" in err
+    assert tree(out) == tree(local_out)
