@@ -269,3 +269,21 @@ def test_initialise_from_backbone_checkpoint(tmp_path):
     whole = build_model(apply_overrides(config, [f"model.init_checkpoint={str(tmp_path / 'whole.pth')!r}",
                                                  "model.init_kind='whole'"]))  # fmt: skip
     assert torch.equal(whole.head.cls_x.weight, source.head.cls_x.weight)
+
+
+def test_train_step_bf16_autocast_on_cpu_and_fp16_refused():
+    from benchmarks.train_speed import random_batch
+    from training.engine import TrainStep
+
+    config = apply_overrides(load_config("tiny_synthetic"), ["amp='bf16'"])
+    task = PoseTask(build_model(config))
+    step = TrainStep(task, config, torch.device("cpu"), base_lr=1e-3, distributed=False)
+    before = task.model.head.cls_x.weight.detach().clone()
+    values, grad_norm = step(random_batch(2, (64, 64), config.model.label_sigma), epoch=0, lr=1e-3)
+    assert math.isfinite(values["loss"]) and math.isnan(grad_norm)
+    assert not torch.equal(before, task.model.head.cls_x.weight) and step.ema.steps == 1
+    fp16 = apply_overrides(config, ["amp='fp16'"])
+    with pytest.raises(ValueError, match="needs CUDA"):
+        TrainStep(task, fp16, torch.device("cpu"), 1e-3, False)(
+            random_batch(2, (64, 64), (2.0, 2.0)), 0, 1e-3
+        )

@@ -528,6 +528,54 @@ def _main_metric(summary: dict[str, float]) -> tuple[str, float]:
     return key, summary[key]
 
 
+class TrainStep:
+    """One optimisation step of a task: forward (under AMP) -> loss -> backward -> clip -> AdamW -> EMA.
+
+    Owns the optimiser (decay split by :func:`parameter_groups`), the AMP grad scaler and the EMA;
+    wraps the task in DDP when ``distributed``. The benchmark and :func:`train` both use it.
+    """
+
+    def __init__(
+        self, task: nn.Module, config: TrainConfig, device: torch.device, base_lr: float, distributed: bool
+    ):
+        self.task = task
+        self.config = config
+        self.device = device
+        self.model = (
+            nn.parallel.DistributedDataParallel(_LossForward(task)) if distributed else _LossForward(task)
+        )
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(task, config.optim.weight_decay), lr=base_lr, betas=tuple(config.optim.betas)
+        )
+        self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+        self.ema = ModelEma(task, config.ema.momentum, config.ema.gamma) if config.ema.enabled else None
+
+    def __call__(self, batch: Batch, epoch: int, lr: float) -> tuple[dict[str, float], float]:
+        """Train on one batch at learning rate ``lr``; returns the loss terms and the gradient norm
+        (NaN when gradients are not clipped)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = batch.to(self.device, non_blocking=True)
+        inputs = _normalise(batch.images, self.config.channels_last)
+        with _autocast(self.config.amp, self.device):
+            terms = self.model(inputs, batch, epoch)
+        loss = terms.total
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch}")
+        self.scaler.scale(loss).backward()
+        grad_norm = float("nan")
+        if self.config.optim.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(nn.utils.clip_grad_norm_(self.trainable, self.config.optim.clip_grad_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.task)
+        return terms.as_log_dict(), grad_norm
+
+
 def train(
     config: TrainConfig,
     work_dir: str | os.PathLike,
@@ -570,12 +618,8 @@ def train(
         persistent_workers=config.data.num_workers > 0,
         worker_init_fn=worker_init,
     )
-    optimizer = torch.optim.AdamW(
-        parameter_groups(task, config.optim.weight_decay), lr=base_lr, betas=tuple(config.optim.betas)
-    )
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    scaler = torch.amp.GradScaler(context.device.type, enabled=config.amp == "fp16")
-    ema = ModelEma(task, config.ema.momentum, config.ema.gamma) if config.ema.enabled else None
+    step_fn = TrainStep(task, config, context.device, base_lr, context.enabled)
+    optimizer, scaler, ema = step_fn.optimizer, step_fn.scaler, step_fn.ema
     start_epoch, iteration, best_metric = 0, 0, None
     checkpoint_path = work_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
@@ -592,7 +636,6 @@ def train(
         )
         _set_rng_state(checkpoint["rng"])
     log = RunLog(work_dir, context.is_main, iteration if start_epoch else None)
-    model = nn.parallel.DistributedDataParallel(_LossForward(task)) if context.enabled else _LossForward(task)
     val_instances = None
     last_loss = float("nan")
     for epoch in range(start_epoch, config.schedule.max_epochs):
@@ -608,27 +651,8 @@ def train(
         )
         for step, batch in enumerate(bar):
             lr = learning_rate(iteration, iters_per_epoch, base_lr, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = batch.to(context.device, non_blocking=True)
-            inputs = _normalise(batch.images, config.channels_last)
-            with _autocast(config.amp, context.device):
-                terms = model(inputs, batch, epoch)
-            loss = terms.total
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch}, iteration {iteration}")
-            scaler.scale(loss).backward()
-            grad_norm = float("nan")
-            if config.optim.clip_grad_norm is not None:
-                scaler.unscale_(optimizer)
-                grad_norm = float(nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad_norm))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(task)
+            values, grad_norm = step_fn(batch, epoch, lr)
             iteration += 1
-            values = terms.as_log_dict()
             last_loss = values["loss"]
             if context.is_main and (iteration % config.log_interval == 0 or step == iters_per_epoch - 1):
                 elapsed = time.perf_counter() - started
