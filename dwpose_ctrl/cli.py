@@ -180,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=("local", "ray"), default="local", help="where to run (default: local)"
     )
     run.add_argument(
-        "--prefetch", type=_non_negative_int, default=4, help="items decoded/written ahead (0: none)"
+        "--prefetch",
+        type=_non_negative_int,
+        default=4,
+        help="images decoded/written ahead, twice as many video frames (0: no overlap) (default: 4)",
     )
     run.add_argument("--loaders", type=_non_negative_int, default=2, help="decoding threads (default: 2)")
     run.add_argument(
@@ -237,6 +240,7 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         max_pixels=args.max_pixels,
         detect_every=args.detect_every,
         smoothing=smoothing,
+        video_prefetch=2 * args.prefetch,
     )
 
 

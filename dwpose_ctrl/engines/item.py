@@ -66,6 +66,8 @@ class JobSettings:
     video_prefetch: int = 8
 
     def __post_init__(self) -> None:
+        if self.video_prefetch < 0:
+            raise ValueError(f"video_prefetch must be >= 0, got {self.video_prefetch}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.max_pixels < 1:

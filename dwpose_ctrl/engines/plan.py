@@ -269,7 +269,7 @@ def discover(
 
 
 # planning ----------------------------------------------------------------------------------------
-def _outputs_for(source: Source, stem: str, output_root: str, options: OutputOptions) -> dict[str, str]:
+def _outputs_for(source: Source, stem: str, options: OutputOptions) -> dict[str, str]:
     """The relative output names of one source for one stem."""
     names: dict[str, str] = {}
     if source.kind == "video":
@@ -323,10 +323,7 @@ def plan(sources: list[Source], output_root: str, options: OutputOptions) -> lis
     reserved = [METADATA_FILE] if options.metadata else []
     stems = {index: posixpath.splitext(source.relative)[0] for index, source in enumerate(sources)}
     for attempt in range(3):
-        names = {
-            index: _outputs_for(source, stems[index], output_root, options)
-            for index, source in enumerate(sources)
-        }
+        names = {index: _outputs_for(source, stems[index], options) for index, source in enumerate(sources)}
         bad = _colliding({index: _claims(value) for index, value in names.items()}, reserved)
         if not bad:
             break
