@@ -131,7 +131,10 @@ class VideoWriter:
         if width <= 0 or height <= 0:
             raise ValueError(f"video size must be positive, got {width}x{height}")
         if pixel_format == "yuv420p" and (width % 2 or height % 2):
-            raise ValueError(f"{codec} with {pixel_format} needs even sizes, got {width}x{height}")
+            raise ValueError(
+                f"{codec} with {pixel_format} needs even sizes, got {width}x{height}; use a lossless codec "
+                "(--video-codec ffv1) or an image resolution (multiples of 64)"
+            )
         self._container = av.open(path, mode="w", format=container_format, options={"fflags": "+bitexact"})
         rate = average_rate or Fraction(1, 1) / time_base
         stream = self._container.add_stream(codec, rate=rate, options=dict(_CODEC_OPTIONS.get(codec, {})))
