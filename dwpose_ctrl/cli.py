@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -67,11 +68,15 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE``; VALUE is read as JSON when it is JSON (``true``, ``3``), else kept as text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="fsspec option for URLs, e.g. endpoint_url=http://127.0.0.1:9000 for an S3-compatible server",
+        help="fsspec option for URLs, e.g. endpoint_url=http://127.0.0.1:9000 for an S3-compatible server "
+        "or anon=true (values are read as JSON when they are JSON)",
     )
 
     ray = parser.add_argument_group("ray engine")
@@ -308,8 +314,8 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
 
     frames_bar: list = []
 
-    def on_plan(items) -> None:
-        progress.reset(total=len(items))
+    def on_plan(items, problems) -> None:
+        progress.reset(total=len(items) + len(problems))
 
     def on_frame() -> None:
         if not frames_bar:

@@ -84,6 +84,13 @@ def test_unusable_model_files_stop_before_any_item(tmp_path, capsys, yolox_nano_
     assert not (tmp_path / "out").exists()
 
 
+def test_storage_options_are_parsed_as_json_when_they_are_json():
+    args = build_parser().parse_args(
+        ["s3://b/in", "--storage-option", "anon=true", "--storage-option", "endpoint_url=http://127.0.0.1:9"]
+    )
+    assert dict(args.storage_option) == {"anon": True, "endpoint_url": "http://127.0.0.1:9"}
+
+
 # the real detector ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pose_model(tmp_path_factory) -> Path:

@@ -135,7 +135,7 @@ def render_files(
     ray_options: dict | None = None,
     stop: threading.Event | None = None,
     on_result: ResultCallback | None = None,
-    on_plan: Callable[[list[WorkItem]], None] | None = None,
+    on_plan: Callable[[list[WorkItem], list[Problem]], None] | None = None,
     on_frame: Callable[[], None] | None = None,
 ) -> RunReport:
     """Render every input below ``output_root``; return the report (never raises for bad inputs).
@@ -152,7 +152,7 @@ def render_files(
     storage.remove_stale_partials(output_root)
     storage.remember_listing(output_root)
     if on_plan is not None:
-        on_plan(items)
+        on_plan(items, problems)
     problem_results = [ItemResult(problem.location, FAILED, problem.reason) for problem in problems]
     for result in problem_results:
         if on_result is not None:
