@@ -221,18 +221,22 @@ def test_onnx_import_refuses_another_architecture(rtmpose_t_onnx):
         load_onnx_weights(torch.nn.Linear(2, 2), rtmpose_t_onnx)
 
 
-def test_yolox_onnx_export_matches_pytorch_and_imports_back(tmp_path):
+def test_yolox_export_model_matches_pytorch_and_imports_back(tmp_path):
     model = _randomised(build_yolox("nano", num_classes=4), seed=2)
-    path = export_onnx(model, tmp_path / "nano.onnx", input_size=(128, 160))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    result = export_model(model, tmp_path, "nano", input_size=(128, 160))
+    assert result.onnx_path == tmp_path / "nano.onnx" and result.safetensors_path.exists()
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["output"]
     batch = np.random.default_rng(1).uniform(0, 255, (2, 3, 128, 160)).astype(np.float32)
     reference = _run(model, batch)
     assert _max_diff(session.run(None, {"images": batch}), reference) <= 1e-4
-    imported = build_from_onnx(path)
+    imported = build_from_onnx(result.onnx_path)
     assert (imported.size, imported.num_classes) == ("nano", 4)
     assert _max_diff(_run(imported, batch), reference) <= 1e-4
+    with pytest.raises(ValueError, match="plain file stem"):
+        export_model(model, tmp_path, "../escape")
 
 
 # ----------------------------------------------------------------- convert CLI
@@ -281,12 +285,3 @@ def test_convert_cli_reports_bad_input_clearly(tmp_path, capsys):
     torch.save({"state_dict": {}, "x": NotATensor(1)}, unsafe)
     assert main([str(unsafe), "--out", str(tmp_path)]) == 2
     assert "--allow-unsafe-pickle" in capsys.readouterr().err
-
-
-def test_export_model_is_the_python_entry_point(tmp_path):
-    model = _randomised(build_yolox("nano"), seed=5)
-    result = export_model(model, tmp_path, "yolox-nano", input_size=(96, 96))
-    assert result.onnx_path == tmp_path / "yolox-nano.onnx" and result.safetensors_path.exists()
-    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
-    with pytest.raises(ValueError, match="plain file stem"):
-        export_model(model, tmp_path, "../escape")
