@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 
 import numpy as np
-from common import (
+from example_utils import (
     EXAMPLE_IMAGES,
     SD15_CONTROLNET,
     SD15_MODEL,

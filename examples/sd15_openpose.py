@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import (
+from example_utils import (
     EXAMPLE_IMAGES,
     SD15_CONTROLNET,
     SD15_MODEL,

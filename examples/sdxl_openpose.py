@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import (
+from example_utils import (
     EXAMPLE_IMAGES,
     SDXL_CONTROLNET,
     SDXL_MODEL,

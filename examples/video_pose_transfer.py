@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import (
+from example_utils import (
     SD15_CONTROLNET,
     SD15_MODEL,
     add_pipeline_arguments,

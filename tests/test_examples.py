@@ -51,6 +51,8 @@ def example():
         yield importlib.import_module
     finally:
         sys.path.remove(str(EXAMPLES))
+        for name in [*SCRIPTS, "example_utils"]:
+            sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ REAL_MODEL_IDS = {
     "controlnet_id": "lllyasviel/control_v11p_sd15_openpose",
 }
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -83,6 +81,7 @@ def test_notebooks_default_to_the_real_models_and_are_stored_without_outputs(nam
     assert notebook.metadata["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.slow
 def test_pose_guided_generation_notebook(tiny, tmp_path, monkeypatch):
     parameters = {**tiny, "resolution": 64, "detect_resolution": 128}
     executed = _execute("pose_guided_generation.ipynb", parameters, tmp_path, monkeypatch)
@@ -97,6 +96,7 @@ def test_pose_guided_generation_notebook(tiny, tmp_path, monkeypatch):
     assert "(2, 3, 64, 64) torch.float32 cpu" in text
 
 
+@pytest.mark.slow
 def test_pose_editing_notebook(tiny, tmp_path, monkeypatch):
     parameters = {
         "model_id": tiny["model_id"],
@@ -114,6 +114,7 @@ def test_pose_editing_notebook(tiny, tmp_path, monkeypatch):
     assert (edited["canvas_width"], edited["canvas_height"]) == (512, 768)
 
 
+@pytest.mark.slow
 def test_pose_editing_notebook_from_a_detected_photo(tiny, tmp_path, monkeypatch):
     parameters = {
         **tiny,
