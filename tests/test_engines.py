@@ -361,3 +361,23 @@ def test_plan_reports_nothing_for_an_empty_folder(tmp_path):
         os.path.join("out", "x.json"),
         os.path.join("out", "x.png"),
     )
+
+
+def test_metadata_folder_loads_as_a_controlnet_dataset(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    save(tmp_path / "in" / "a.jpg")
+    save(tmp_path / "in" / "sub" / "b.png", seed=1)
+    (tmp_path / "in" / "sub" / "b.txt").write_text("two figures", encoding="utf-8")
+    run([tmp_path / "in"], tmp_path / "dataset", job=job(metadata=True))
+    rows = datasets.load_dataset(
+        "imagefolder", data_dir=str(tmp_path / "dataset"), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert rows.column_names == ["image", "conditioning_image", "text"]
+    assert rows["text"] == ["", "two figures"]
+    for row, photo, control in zip(rows, ["a.jpg", "sub/b.png"], ["a.png", "sub/b.png"], strict=True):
+        np.testing.assert_array_equal(np.asarray(row["image"]), read_png(tmp_path / "in" / photo))
+        np.testing.assert_array_equal(
+            np.asarray(row["conditioning_image"]), read_png(tmp_path / "dataset" / control)
+        )
