@@ -287,3 +287,37 @@ def test_train_step_bf16_autocast_on_cpu_and_fp16_refused():
         TrainStep(task, fp16, torch.device("cpu"), 1e-3, False)(
             random_batch(2, (64, 64), (2.0, 2.0)), 0, 1e-3
         )
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_identical_weights(data_root, tmp_path):
+    """A real ``kill -9`` of ``python -m training train`` after its first checkpoint, then a resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    overrides = ["--set", "data.val=None", "--set", "data.batch_size=2", "--set", "schedule.max_epochs=3"]
+    command = [sys.executable, "-m", "training", "train", "--config", "tiny_synthetic",
+               "--data-root", str(data_root), "--device", "cpu", "--threads", "1", "--no-progress",
+               *overrides]  # fmt: skip
+    subprocess.run(
+        [*command, "--work-dir", str(tmp_path / "reference")], cwd=root, check=True, capture_output=True
+    )
+    process = subprocess.Popen([*command, "--work-dir", str(tmp_path / "killed")], cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = tmp_path / "killed" / "last.pth"
+    while not checkpoint.exists() and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert torch.load(checkpoint, weights_only=True)["epoch"] < 3
+    subprocess.run(
+        [*command, "--work-dir", str(tmp_path / "killed")], cwd=root, check=True, capture_output=True
+    )
+    final = torch.load(checkpoint, weights_only=True)
+    expected = torch.load(tmp_path / "reference" / "last.pth", weights_only=True)
+    assert final["iteration"] == expected["iteration"]
+    for key, value in expected["task"].items():
+        assert torch.equal(final["task"][key], value), key

@@ -373,7 +373,7 @@ def seed_everything(seed: int) -> None:
 class RunLog:
     """CSV files, TensorBoard scalars and a matplotlib plot of the curves (main process only)."""
 
-    def __init__(self, work_dir: Path, enabled: bool, resume_iteration: int | None):
+    def __init__(self, work_dir: Path, enabled: bool, resume_iteration: int):
         self.work_dir = work_dir
         self.enabled = enabled
         self.train_csv = work_dir / "train_log.csv"
@@ -381,15 +381,15 @@ class RunLog:
         self.writer = None
         if not enabled:
             return
-        if resume_iteration is not None:
-            self._truncate(self.train_csv, "iteration", resume_iteration)
+        for path in (self.train_csv, self.val_csv):
+            self._truncate(path, "iteration", resume_iteration)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(work_dir / "tensorboard"), purge_step=resume_iteration)
 
     @staticmethod
     def _truncate(path: Path, column: str, limit: float) -> None:
-        """Drop rows a killed run logged after the checkpoint we resume from."""
+        """Drop rows a killed run logged after the checkpoint we start from (all rows on a fresh start)."""
         if not path.exists():
             return
         with open(path, newline="") as handle:
@@ -421,8 +421,6 @@ class RunLog:
     def val_row(self, row: dict) -> None:
         if not self.enabled:
             return
-        if self.val_csv.exists():
-            self._truncate(self.val_csv, "epoch", row["epoch"] - 1)
         self._append(self.val_csv, row)
         for key, value in row.items():
             if key not in ("epoch", "iteration"):
@@ -635,7 +633,7 @@ def train(
             checkpoint["best_metric"],
         )
         _set_rng_state(checkpoint["rng"])
-    log = RunLog(work_dir, context.is_main, iteration if start_epoch else None)
+    log = RunLog(work_dir, context.is_main, iteration)
     val_instances = None
     last_loss = float("nan")
     for epoch in range(start_epoch, config.schedule.max_epochs):
