@@ -412,3 +412,15 @@ def test_pipeline_with_a_batch_of_detector_maps_via_helpers(
     as_tensor = _generate(pipe, tensor, prompt=prompts, output_type="np", width=width, height=height)
     assert as_list.shape == (2, height, width, 3)
     np.testing.assert_allclose(as_tensor, as_list, atol=1e-5)
+
+
+def test_numpy_maps_go_in_through_control_tensor(sd_pipeline, detector, portraits):
+    """diffusers reads a uint8 array as values already in [0, 1] (and an HWC array as a batch of
+    H images), so a map made with output_type="np" must go through control_tensor (or PIL)."""
+    as_pil = detector(portraits[0], detect_resolution=128, image_resolution=64)
+    as_np = detector(portraits[0], detect_resolution=128, image_resolution=64, output_type="np")
+    from_pil = _generate(sd_pipeline, as_pil)
+    from_helper = _generate(sd_pipeline, control_tensor(as_np, pipeline=sd_pipeline))
+    torch.testing.assert_close(from_helper, from_pil, rtol=0, atol=1e-5)
+    unconverted = _generate(sd_pipeline, as_np[None])
+    assert (unconverted - from_pil).abs().max() > 1.0
