@@ -6,6 +6,8 @@ zoo's loaders and exporter.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from dwpose_ctrl.models import build_rtmpose, compose_stage2, load_model, load_s
 from training.__main__ import main as training_main
 from training.config import ModelConfig
 from training.data.synthetic import SyntheticConfig, generate_synthetic_dataset
-from training.distill import TeacherConfig, load_distill_config, load_teacher
+from training.distill import TeacherConfig, load_distill_config, load_teacher, run_stage
 
 INPUT_SIZE = (64, 64)
 COMMON = ["--no-progress", "--device", "cpu", "--set", "train.data.batch_size=4"]
@@ -180,3 +182,52 @@ def test_config_files_load_for_their_stage_only():
         load_distill_config("distill_l_to_t_256x192", 2)
     with pytest.raises(FileNotFoundError, match="distill_l_to_t_256x192"):
         load_distill_config("distill_nothing", 1)
+
+
+def _ddp_stage2_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    import os
+
+    from training.config import apply_overrides
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size)
+    )
+    torch.set_num_threads(1)
+    config = apply_overrides(
+        load_distill_config("self_distill_tiny_synthetic", 2),
+        [
+            f"train.data.data_root={root!r}",
+            "train.data.batch_size=2",
+            "train.data.val=None",
+            f"teacher.checkpoint={str(Path(root) / 'teacher_t.pth')!r}",
+        ],
+    )
+    summary = run_stage(config, Path(root) / "ddp_run", device="cpu", progress=False)
+    torch.save({k: v.detach() for k, v in summary.task.state_dict().items()}, Path(root) / f"rank{rank}.pth")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_stage2_under_two_process_gloo_ddp(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    generate_synthetic_dataset(
+        tmp_path / "synthetic", SyntheticConfig(num_images=4, image_size=(128, 128), max_persons=2, seed=5)
+    )
+    torch.manual_seed(0)
+    teacher = build_rtmpose("t", INPUT_SIZE, 133)
+    torch.save({"state_dict": teacher.state_dict()}, tmp_path / "teacher_t.pth")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_ddp_stage2_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    first = torch.load(tmp_path / "rank0.pth", weights_only=True)
+    second = torch.load(tmp_path / "rank1.pth", weights_only=True)
+    for name, value in teacher.state_dict().items():
+        assert torch.equal(first[f"teacher.{name}"], value), name
+        assert torch.equal(second[f"teacher.{name}"], value), name
+    head = [k for k in first if k.startswith("student.head.")]
+    assert head and all(torch.equal(first[k], second[k]) for k in head)
+    assert any(not torch.equal(first[k], teacher.state_dict()[k.removeprefix("student.")]) for k in head)
