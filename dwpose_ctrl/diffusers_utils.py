@@ -13,7 +13,8 @@ directly; the pipeline then generates at the map's size. These helpers cover the
   ``width``/``height`` differ from the map's size).
 * :func:`control_tensor` stacks maps into the tensor diffusers expects for ControlNet images:
   ``(batch, 3, height, width)``, float, values in ``[0, 1]``, RGB, on the pipeline's device and
-  in its dtype.
+  in its dtype. Numpy maps (``output_type="np"``) need it: diffusers takes a uint8 array's
+  values as already in ``[0, 1]`` and reads one ``(H, W, 3)`` array as a batch of ``H`` images.
 
 Single images in give single images out; lists in give lists out, as with the detector.
 """
