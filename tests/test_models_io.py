@@ -197,13 +197,39 @@ def _ort_optimised(source, target):
     return target
 
 
-@pytest.mark.parametrize("variant", ["as exported", "without scope names", "onnxruntime-optimised"])
+def _unfolded_export(model, target):
+    """An export without constant folding: BatchNormalization nodes, weights behind Transpose/Unsqueeze."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 256, 192),),
+            str(target),
+            input_names=["input"],
+            output_names=["simcc_x", "simcc_y"],
+            opset_version=11,
+            do_constant_folding=False,
+            training=torch.onnx.TrainingMode.PRESERVE,
+            dynamo=False,
+        )
+    assert "BatchNormalization" in {node.op_type for node in onnx.load(str(target)).graph.node}
+    return _strip_scope_names(target, target)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["as exported", "without scope names", "onnxruntime-optimised", "unfolded, without scope names"],
+)
 def test_rtmpose_onnx_weights_import_back(rtmpose_t, rtmpose_t_onnx, crops, tmp_path, variant):
     path = rtmpose_t_onnx
     if variant == "without scope names":  # forces matching by execution order
         path = _strip_scope_names(rtmpose_t_onnx, tmp_path / "anonymous.onnx")
     elif variant == "onnxruntime-optimised":  # node order changed by the optimiser
         path = _ort_optimised(rtmpose_t_onnx, tmp_path / "optimised.onnx")
+    elif variant == "unfolded, without scope names":
+        path = _unfolded_export(rtmpose_t, tmp_path / "unfolded.onnx")
     imported = build_from_onnx(path)
     assert (imported.size, imported.input_size, imported.num_keypoints) == ("t", (256, 192), 133)
     assert _max_diff(_run(imported, crops), _run(rtmpose_t, crops)) <= 1e-4

@@ -18,6 +18,10 @@ When the torch exporter's scope names are in the node names (``/backbone/stage1/
 and every weight resolves through them, they are used instead of the order, which makes graphs
 re-ordered by an optimiser (onnxruntime's offline optimisation, onnxsim) import as well.
 
+Graphs exported without constant folding are handled too: a ``BatchNormalization`` after a
+``Conv`` is folded into it, and constants passed through ``Identity``/``Cast``/``Transpose``/
+``Unsqueeze``/``Reshape`` are followed.
+
 Every tensor of the model must be matched exactly once, or a ``ValueError`` says what is missing.
 """
 
@@ -93,17 +97,6 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {path} does not exist")
     graph = onnx.load(str(path)).graph
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    producers: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attribute in node.attribute:
-                if attribute.name == "value":
-                    constants[node.output[0]] = numpy_helper.to_array(attribute.t)
-        if node.op_type == "Identity" and node.input[0] in constants:
-            constants[node.output[0]] = constants[node.input[0]]
-        for output in node.output:
-            producers[output] = node.op_type
 
     def attr(node, name, default):
         for attribute in node.attribute:
@@ -111,19 +104,43 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
                 return onnx.helper.get_attribute_value(attribute)
         return default
 
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producers: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    constants[node.output[0]] = numpy_helper.to_array(attribute.t)
+        else:
+            folded = _fold_constant(node, constants, attr)
+            if folded is not None:
+                constants[node.output[0]] = folded
+        for output in node.output:
+            producers[output] = node.op_type
+
     graph_outputs = [output.name for output in graph.output]
 
     def output_index(node) -> int | None:
         return graph_outputs.index(node.output[0]) if node.output[0] in graph_outputs else None
 
     convs: list[OnnxConv] = []
+    conv_by_output: dict[str, int] = {}
     linears: list[OnnxLinear] = []
     constant_ops: list[OnnxConstantOp] = []
     for node in graph.node:
         inputs = list(node.input)
         if node.op_type == "Conv" and len(inputs) > 1 and inputs[1] in constants:
             bias = constants.get(inputs[2]) if len(inputs) > 2 and inputs[2] else None
+            conv_by_output[node.output[0]] = len(convs)
             convs.append(OnnxConv(node.name, constants[inputs[1]], bias, int(attr(node, "group", 1))))
+        elif (
+            node.op_type == "BatchNormalization"
+            and inputs[0] in conv_by_output
+            and all(name in constants for name in inputs[1:5])
+        ):
+            index = conv_by_output[inputs[0]]
+            statistics = [constants[name] for name in inputs[1:5]]
+            convs[index] = _fold_batchnorm(convs[index], *statistics, float(attr(node, "epsilon", 1e-5)))
         elif node.op_type == "MatMul" and inputs[1] in constants and constants[inputs[1]].ndim == 2:
             linears.append(OnnxLinear(node.name, constants[inputs[1]].T, None, output_index(node)))
         elif node.op_type == "Gemm" and inputs[1] in constants:
@@ -151,6 +168,47 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
         linears[index] = linear
     outputs = [_dims(output) for output in graph.output]
     return OnnxWeights(convs, linears, constant_ops, _dims(graph.input[0]), outputs)
+
+
+def _fold_constant(node, constants: dict[str, np.ndarray], attr) -> np.ndarray | None:
+    """The value of a shape-only op applied to a constant (weights exported without constant folding)."""
+    import onnx
+
+    values = [constants.get(name) if name else None for name in node.input]
+    if not values or values[0] is None:
+        return None
+    value = values[0]
+    if node.op_type == "Identity":
+        return value
+    if node.op_type == "Cast":
+        return value.astype(onnx.helper.tensor_dtype_to_np_dtype(attr(node, "to", onnx.TensorProto.FLOAT)))
+    if node.op_type == "Transpose":
+        return np.transpose(value, attr(node, "perm", None))
+    if node.op_type == "Unsqueeze":
+        axes = attr(node, "axes", None)
+        if axes is None and len(values) > 1 and values[1] is not None:
+            axes = values[1].tolist()
+        return None if axes is None else np.expand_dims(value, tuple(int(axis) for axis in axes))
+    if node.op_type == "Reshape" and len(values) > 1 and values[1] is not None:
+        shape = [value.shape[i] if size == 0 else int(size) for i, size in enumerate(values[1].tolist())]
+        return value.reshape(shape)
+    return None
+
+
+def _fold_batchnorm(
+    conv: OnnxConv,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    eps: float,
+) -> OnnxConv:
+    """A Conv followed by an inference BatchNormalization, as one conv (float64 arithmetic)."""
+    factor = scale.astype(np.float64) / np.sqrt(variance.astype(np.float64) + eps)
+    bias = conv.bias.astype(np.float64) if conv.bias is not None else np.zeros_like(factor)
+    weight = conv.weight.astype(np.float64) * factor.reshape(-1, *([1] * (conv.weight.ndim - 1)))
+    folded_bias = (bias - mean) * factor + shift
+    return OnnxConv(conv.node, weight.astype(np.float32), folded_bias.astype(np.float32), conv.groups)
 
 
 def _skeleton(model: RTMPose | YOLOX) -> RTMPose | YOLOX:
