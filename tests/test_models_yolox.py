@@ -158,6 +158,19 @@ def test_real_yolox_nano_onnx_weights_import_and_match_onnxruntime(yolox_nano_pa
     assert worst <= 1e-3
 
 
+def test_real_yolox_nano_imports_by_execution_order_without_scope_names(yolox_nano_path, tmp_path):
+    import onnx
+
+    graph = onnx.load(str(yolox_nano_path))
+    for index, node in enumerate(graph.graph.node):  # as older torch versions name nodes
+        node.name = f"{node.op_type}_{index}"
+    anonymous = tmp_path / "yolox_nano_anonymous.onnx"
+    onnx.save(graph, str(anonymous))
+    named, ordered = build_from_onnx(yolox_nano_path), build_from_onnx(anonymous)
+    for key, value in named.state_dict().items():
+        assert torch.equal(ordered.state_dict()[key], value), key
+
+
 def test_real_yolox_nano_gives_the_same_person_boxes_on_the_torch_backend(yolox_nano_path, val5_dir):
     from dwpose_ctrl.person_detection import detect_persons
 

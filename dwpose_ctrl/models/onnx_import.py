@@ -505,8 +505,12 @@ def build_from_onnx(path: str | os.PathLike) -> RTMPose | YOLOX:
         size = next((name for name, width in stems.items() if width == channels), None)
         if size is None:
             raise ValueError(f"{Path(path).name} does not look like a YOLOX export (stem width {channels})")
-        convs_per_branch = 4 if YOLOX_SIZES[size].depthwise else 2
-        num_classes = weights.convs[-(3 + convs_per_branch)].weight.shape[0]
+        declared_channels = weights.output_shapes[0][-1] if weights.output_shapes[0] else None
+        if isinstance(declared_channels, int) and declared_channels > 5:
+            num_classes = declared_channels - 5
+        else:  # the last level's cls_pred: before reg_convs, reg_pred and obj_pred
+            convs_per_branch = 4 if YOLOX_SIZES[size].depthwise else 2
+            num_classes = weights.convs[-(3 + convs_per_branch)].weight.shape[0]
         model = build_yolox(size, num_classes)
     else:
         raise ValueError(
