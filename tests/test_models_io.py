@@ -145,6 +145,7 @@ def test_checkpoint_containers_and_distiller_prefixes_are_unwrapped():
         unwrap_state_dict({"backbone.a": w}, "teacher")
     with pytest.raises(TypeError):
         unwrap_state_dict([w])
+    assert list(unwrap_state_dict(torch.nn.Linear(2, 1, bias=False))) == ["weight"]
 
 
 # ----------------------------------------------------------------- safetensors

@@ -112,7 +112,7 @@ def compose_stage2(state: Mapping[str, torch.Tensor]) -> StateDict:
     return {**backbone, **head}
 
 
-def unwrap_state_dict(checkpoint: Mapping, part: DistillerPart = "auto") -> StateDict:
+def unwrap_state_dict(checkpoint: Mapping | torch.nn.Module, part: DistillerPart = "auto") -> StateDict:
     """The model's tensors from a checkpoint container.
 
     Handles ``{"state_dict": ...}`` (mmpose/mmengine), ``{"model": ...}`` (YOLOX), a ``module.``
@@ -121,6 +121,8 @@ def unwrap_state_dict(checkpoint: Mapping, part: DistillerPart = "auto") -> Stat
     + student head); ``auto`` takes the student, or the stage-2 composition when the student has a
     head but no backbone.
     """
+    if isinstance(checkpoint, torch.nn.Module):  # a whole pickled model (only with allow_unsafe_pickle)
+        checkpoint = checkpoint.state_dict()
     if not isinstance(checkpoint, Mapping):
         raise TypeError(
             f"a checkpoint must be a mapping of names to tensors, got {type(checkpoint).__name__}"
