@@ -83,7 +83,8 @@ def open_video(source) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
                 if pts is None:
                     pts = 0 if previous_pts is None else previous_pts + max(step, 1)
                 previous_pts = pts
-                yield VideoFrame(index, frame.to_ndarray(format="rgb24"), int(pts), float(pts * time_base))
+                image = frame.to_ndarray(format="rgb24", threads=1)  # threaded swscale is not bit-exact
+                yield VideoFrame(index, image, int(pts), float(pts * time_base))
 
         yield info, frames()
     finally:
@@ -147,6 +148,7 @@ class VideoWriter:
         stream.codec_context.options = {**stream.codec_context.options, "flags": "+bitexact"}
         self._stream = stream
         self._time_base = time_base
+        self._pixel_format = pixel_format
         self._width, self._height = width, height
         self.frames_written = 0
 
@@ -158,6 +160,9 @@ class VideoWriter:
                 f"frame must be uint8 ({self._height}, {self._width}, 3), got {image.dtype} {image.shape}"
             )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self._pixel_format != "rgb24":
+            # converted here with one thread: swscale's automatic threading is not bit-exact
+            frame = frame.reformat(format=self._pixel_format, threads=1)
         frame.pts = int(pts)
         frame.time_base = self._time_base
         for packet in self._stream.encode(frame):
