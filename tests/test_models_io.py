@@ -312,3 +312,16 @@ def test_convert_cli_reports_bad_input_clearly(tmp_path, capsys):
     torch.save({"state_dict": {}, "x": NotATensor(1)}, unsafe)
     assert main([str(unsafe), "--out", str(tmp_path)]) == 2
     assert "--allow-unsafe-pickle" in capsys.readouterr().err
+
+
+def test_convert_runs_as_a_module():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, "-m", "dwpose_ctrl.convert", "--help"], cwd=root, capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "--input-size H W" in completed.stdout and "--allow-unsafe-pickle" in completed.stdout

@@ -6,8 +6,8 @@ by *execution order with shape checks*:
 - every ONNX ``Conv`` with constant weights, in graph order, to every ``nn.Conv2d`` in the order the
   PyTorch forward runs them. When the PyTorch conv is followed by a BatchNorm, the fused weight
   goes to the conv and the fused bias to an identity BatchNorm (mean 0, variance 1, weight
-  ``sqrt(1 + eps)``), so the model keeps its mmpose/YOLOX parameter names and can be re-exported
-  or fine-tuned;
+  ``sqrt(1 + eps)``), so the model keeps its mmpose/YOLOX parameter names and can be saved or
+  re-exported (not trained: the BatchNorm statistics are gone);
 - every ``MatMul``/``Gemm`` with a constant weight to every ``nn.Linear`` in execution order;
 - the element-wise parameters of the RTMCC head (ScaleNorm ``g``, GAU ``gamma``/``beta``,
   ``res_scale``) to the ``Mul``/``Add`` nodes with a constant operand of the same shape, in order
