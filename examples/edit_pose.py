@@ -31,6 +31,7 @@ from example_utils import (
     generate,
     load_pipeline,
     output_dir,
+    positive_int,
     side_by_side,
 )
 from PIL import Image
@@ -201,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="store_true")
     parser.add_argument("--drop", choices=PARTS, action="append", default=[])
     parser.add_argument("--generate", action="store_true", help="also generate an image from the edited pose")
-    parser.add_argument("--resolution", type=int, default=512, help="short side of the maps and the result")
+    parser.add_argument(
+        "--resolution", type=positive_int, default=512, help="short side of the maps and the result"
+    )
     parser.add_argument("--output-dir", default="outputs/edit_pose")
     add_detector_arguments(parser)
     add_pipeline_arguments(parser, SD15_MODEL, SD15_CONTROLNET, steps=20)

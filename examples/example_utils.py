@@ -20,6 +20,20 @@ EXAMPLE_IMAGES = Path(__file__).resolve().parent / "images"
 EXAMPLE_POSES = Path(__file__).resolve().parent / "poses"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def warn_if_empty(control: Image.Image) -> None:
+    """Say so when the detector found nobody: the map is black and will not guide the pipeline."""
+    if control.getbbox() is None:
+        print("warning: no person was found; the control map is empty")
+
+
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pose detector")
     group.add_argument(
@@ -34,7 +48,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument(
-        "--detect-resolution", type=int, default=512, help="short side used for detection (default: 512)"
+        "--detect-resolution",
+        type=positive_int,
+        default=512,
+        help="short side used for detection (default: 512)",
     )
 
 
@@ -59,7 +76,9 @@ def add_pipeline_arguments(
     )
     group.add_argument("--prompt", default="a dancer on a stage, best quality, detailed")
     group.add_argument("--negative-prompt", default="lowres, bad anatomy, worst quality, low quality")
-    group.add_argument("--steps", type=int, default=steps, help="denoising steps (default: %(default)s)")
+    group.add_argument(
+        "--steps", type=positive_int, default=steps, help="denoising steps (default: %(default)s)"
+    )
     group.add_argument("--guidance-scale", type=float, default=7.5)
     group.add_argument(
         "--conditioning-scale", type=float, default=1.0, help="ControlNet conditioning scale (default: 1.0)"

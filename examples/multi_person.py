@@ -25,6 +25,7 @@ from example_utils import (
     generate,
     load_pipeline,
     output_dir,
+    positive_int,
     side_by_side,
 )
 from PIL import Image
@@ -44,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[str(EXAMPLE_IMAGES / "astronaut.png"), str(EXAMPLE_IMAGES / "grace_hopper.jpg")],
         help="one group photo, or several photos put side by side",
     )
-    parser.add_argument("--max-persons", type=int, help="keep at most the N largest persons")
+    parser.add_argument("--max-persons", type=positive_int, help="keep at most the N largest persons")
     parser.add_argument("--keep", type=int, nargs="+", metavar="INDEX", help="persons to keep (0 = leftmost)")
-    parser.add_argument("--resolution", type=int, default=512, help="short side of the map and the result")
+    parser.add_argument(
+        "--resolution", type=positive_int, default=512, help="short side of the map and the result"
+    )
     parser.add_argument("--skip-generation", action="store_true", help="stop after writing the maps")
     parser.add_argument("--output-dir", default="outputs/multi_person")
     add_detector_arguments(parser)

@@ -24,7 +24,9 @@ from example_utils import (
     generate,
     load_pipeline,
     output_dir,
+    positive_int,
     side_by_side,
+    warn_if_empty,
 )
 from PIL import Image
 
@@ -39,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--image", default=str(EXAMPLE_IMAGES / "grace_hopper.jpg"), help="photo with a person"
     )
     parser.add_argument(
-        "--resolution", type=int, default=512, help="short side of the map and the result (default: 512)"
+        "--resolution",
+        type=positive_int,
+        default=512,
+        help="short side of the map and the result (default: 512)",
     )
     parser.add_argument("--output-dir", default="outputs/sd15_openpose")
     add_detector_arguments(parser)
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
     detector = build_detector(args)
     control = detector(photo, detect_resolution=args.detect_resolution, image_resolution=args.resolution)
+    warn_if_empty(control)
     control.save(out / "control.png")
 
     # The map's sides are already multiples of 64; pipeline_size() also covers other sizes.

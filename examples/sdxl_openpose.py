@@ -27,7 +27,9 @@ from example_utils import (
     generate,
     load_pipeline,
     output_dir,
+    positive_int,
     side_by_side,
+    warn_if_empty,
 )
 from PIL import Image
 
@@ -39,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--image", default=str(EXAMPLE_IMAGES / "astronaut.png"), help="photo with a person")
-    parser.add_argument("--resolution", type=int, default=1024, help="short side of the map (default: 1024)")
-    parser.add_argument("--width", type=int, help="result width, a multiple of 8 (default: the map's)")
-    parser.add_argument("--height", type=int, help="result height, a multiple of 8 (default: the map's)")
+    parser.add_argument(
+        "--resolution", type=positive_int, default=1024, help="short side of the map (default: 1024)"
+    )
+    parser.add_argument(
+        "--width", type=positive_int, help="result width, a multiple of 8 (default: the map's)"
+    )
+    parser.add_argument(
+        "--height", type=positive_int, help="result height, a multiple of 8 (default: the map's)"
+    )
     parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="how the map meets --width/--height")
     parser.add_argument(
         "--stick-scaling",
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         width, height = args.width, args.height
         control = fit_control_image(control, width, height, mode=args.fit)
+    warn_if_empty(control)
     control.save(out / "control.png")
 
     pipe = load_pipeline(args, sdxl=True)

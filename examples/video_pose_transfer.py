@@ -22,6 +22,7 @@ from example_utils import (
     generate,
     load_pipeline,
     output_dir,
+    positive_int,
 )
 from PIL import Image
 
@@ -35,10 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--video", required=True, help="input video (anything PyAV/FFmpeg reads)")
-    parser.add_argument("--every", type=int, default=1, help="generate for every N-th frame (default: 1)")
-    parser.add_argument("--max-frames", type=int, default=16, help="at most this many results (default: 16)")
-    parser.add_argument("--batch-size", type=int, default=4, help="maps per pipeline call (default: 4)")
-    parser.add_argument("--resolution", type=int, default=512, help="short side of maps and results")
+    parser.add_argument(
+        "--every", type=positive_int, default=1, help="generate for every N-th frame (default: 1)"
+    )
+    parser.add_argument(
+        "--max-frames", type=positive_int, default=16, help="at most this many results (default: 16)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=4, help="maps per pipeline call (default: 4)"
+    )
+    parser.add_argument("--resolution", type=positive_int, default=512, help="short side of maps and results")
     parser.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time")
     parser.add_argument("--output-dir", default="outputs/video_pose_transfer")
     group = parser.add_argument_group("pose detector (passed to dwpose-render)")
@@ -47,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pose-model", metavar="PATH_OR_NAME", help="pose model (default: dw-ll_ucoco_384.onnx)"
     )
     group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    group.add_argument("--detect-resolution", type=int, default=512, help="short side used for detection")
     group.add_argument(
-        "--detect-every", type=int, default=1, help="detect persons every N frames, track between"
+        "--detect-resolution", type=positive_int, default=512, help="short side used for detection"
+    )
+    group.add_argument(
+        "--detect-every", type=positive_int, default=1, help="detect persons every N frames, track between"
     )
     add_pipeline_arguments(parser, SD15_MODEL, SD15_CONTROLNET, steps=20)
     return parser

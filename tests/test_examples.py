@@ -276,3 +276,37 @@ def test_edit_pose_rejects_bad_edits(example, tmp_path, bad):
     with pytest.raises(SystemExit) as exit_info:
         example("edit_pose").main([*bad, "--output-dir", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_sd15_openpose_warns_when_nobody_is_found(example, tiny, tmp_path, capsys):
+    from tiny_pipelines import save_posing_detector
+
+    det_model, pose_model = save_posing_detector(tmp_path / "nobody", boxes=())
+    args = [
+        "--image",
+        str(GRACE),
+        "--resolution",
+        "64",
+        "--detect-resolution",
+        "128",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    args += ["--det-model", str(det_model), "--pose-model", str(pose_model)]
+    example("sd15_openpose").main(args + tiny["sd"])
+    assert "no person was found" in capsys.readouterr().out
+    assert Image.open(tmp_path / "control.png").getbbox() is None
+
+
+@pytest.mark.parametrize(
+    ("script", "bad"),
+    [
+        ("video_pose_transfer", ["--video", "clip.mp4", "--every", "0"]),
+        ("sd15_openpose", ["--steps", "-1"]),
+        ("multi_person", ["--max-persons", "0"]),
+    ],
+)
+def test_examples_reject_non_positive_counts(example, tmp_path, script, bad):
+    with pytest.raises(SystemExit) as exit_info:
+        example(script).main([*bad, "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
