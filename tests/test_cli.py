@@ -294,3 +294,39 @@ def test_video_through_the_cli(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "clip").iterdir()) == sorted(
         [f"{i:06d}.json" for i in range(6)] + [f"{i:06d}.png" for i in range(6)]
     )
+
+
+def test_real_detector_video_keeps_person_ids(tmp_path, yolox_nano_path, val5_dir, pose_model):
+    from fractions import Fraction
+
+    from dwpose_ctrl.video import VideoWriter, read_video
+
+    photo = np.asarray(Image.open(sorted(val5_dir.glob("*.jpg"))[1]).convert("RGB"))[:448, :640]
+    source = tmp_path / "walk.mp4"
+    writer = VideoWriter(
+        str(source), "libx264rgb", "rgb24", 576, 448, Fraction(1, 24), Fraction(24), "matroska"
+    )
+    for index in range(5):  # the photo sliding 3 px per frame
+        writer.write(np.ascontiguousarray(photo[:, 3 * index : 3 * index + 576]), index)
+    writer.close()
+    out = tmp_path / "out"
+    argv = [
+        str(source),
+        "-o",
+        str(out),
+        "-q",
+        "--det-model",
+        str(yolox_nano_path),
+        "--pose-model",
+        str(pose_model),
+    ]
+    assert main([*argv, "--json", "--video-codec", "ffv1"]) == 0
+    info, frames = read_video(str(out / "walk.mkv"))
+    assert len(frames) == 5 and info.average_rate == 24
+    ids = [
+        sorted(p["person_id"][0] for p in json.loads((out / "walk" / f"{i:06d}.json").read_text())["people"])
+        for i in range(5)
+    ]
+    # most persons keep their frame-0 ID in every frame (a tracker handing out fresh IDs fails this)
+    kept = set(ids[0]).intersection(*ids[1:])
+    assert len(ids[0]) >= 10 and len(kept) >= 0.75 * len(ids[0])

@@ -315,3 +315,25 @@ def test_stopping_mid_video_leaves_no_video_and_is_redone_next_time(tmp_path):
     assert not any(name.endswith((".mp4", ".dwpose-partial")) for name in names)
     assert process_item(item, BlobEstimator(), job, Storage()).frames == 12
     assert len(read_video(item.final)[1]) == 12 and len(read_video(item.overlay)[1]) == 12
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_detector_estimate_boxes_equals_estimate_on_the_same_boxes(
+    tmp_path, yolox_nano_path, val5_dir, dynamic
+):
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.detector import DWposeDetector
+    from dwpose_ctrl.engines import DetectorEstimator
+
+    pose = pose_like(tmp_path / "pose.onnx", input_size=(64, 48), dynamic=dynamic, seed=3)
+    estimator = DetectorEstimator(DWposeDetector(yolox_nano_path, pose))
+    image = np.asarray(Image.open(sorted(val5_dir.glob("*.jpg"))[1]).convert("RGB"))
+    detected = estimator.estimate(image)
+    assert len(detected) >= 2
+    tracked = estimator.estimate_boxes(image, [person.box for person in detected])
+    for found, again in zip(detected, tracked, strict=True):
+        np.testing.assert_array_equal(again.keypoints, found.keypoints)
+        np.testing.assert_array_equal(again.scores, found.scores)
+        np.testing.assert_array_equal(again.box, found.box)
+    assert estimator.estimate_boxes(image, []) == []
