@@ -113,7 +113,9 @@ class VideoWriter:
     ``codec`` is a PyAV encoder name (``libx264``, ``libx264rgb``, ``ffv1``, ``png``) and
     ``pixel_format`` its pixel format. Frames must be written in presentation order with strictly
     increasing ``pts`` in ``time_base`` units. The output is bit-exact (no random IDs or dates in
-    the container), so two runs produce identical files.
+    the container, single-threaded colour conversion), so two runs produce identical files, as long
+    as :meth:`write` and :meth:`close` are called from the same thread (libx264's output was seen
+    to vary otherwise).
     """
 
     def __init__(

@@ -271,11 +271,11 @@ def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_fram
                 _frame_writer(item, frame.index, frame.pts, rendered, writers, storage, job.outputs, on_frame)
             )
             count += 1
-        background.close()
         if count == 0:
             raise ItemError("the video has no decodable frame")
-        for writer in writers:
-            writer.close()
+        for writer in writers:  # flushed by the thread that fed it: otherwise x264 output varies
+            background.submit(writer.close)
+        background.close()
     except BaseException:
         background.cancel()
         for writer in writers:
