@@ -4,7 +4,8 @@ Speed does not depend on weight values, and the official ``yolox_l.onnx`` and
 ``dw-ll_ucoco_384.onnx`` cannot be downloaded here, so the benchmark times the same
 architectures with random weights (fixed seed): YOLOX-L at 640x640, DWPose-l (RTMPose-l) at
 384x288 and the smaller DWPose students m/s/t at 256x192, all through
-:func:`dwpose_ctrl.models.export.export_onnx` (BatchNorm folded, dynamic batch). Files are
+:func:`dwpose_ctrl.models.export.export_onnx` (BatchNorm folded; dynamic batch for the pose
+models, batch 1 for the detector as in the official file). Files are
 cached in ``benchmarks/.cache/models`` (outside git) and rebuilt only when missing.
 
 Run ``python -m benchmarks.make_models`` to make them ahead of a benchmark run.
@@ -65,7 +66,10 @@ def ensure_model(model: RandomModel, cache: Path = CACHE, log=print) -> Path:
 
     log(f"exporting {model.filename} (random weights, seed {SEED})")
     partial = path.with_suffix(".partial.onnx")
-    export_onnx(build_random(model), partial, input_size=model.input_size)
+    # The detector keeps a fixed batch of 1 like the official yolox_l.onnx (its dynamic-batch export
+    # also loses the static anchor and class dimensions of the output, which the pipeline checks).
+    dynamic_batch = model.family == "rtmpose"
+    export_onnx(build_random(model), partial, input_size=model.input_size, dynamic_batch=dynamic_batch)
     partial.replace(path)
     return path
 
