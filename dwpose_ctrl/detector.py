@@ -285,6 +285,7 @@ class DWposeDetector:
         include_foot: bool = False,
         output_type: str = "pil",
         *,
+        hand_and_face: bool | None = None,
         stick_scaling: bool = False,
         overlay: bool = False,
     ):
@@ -294,8 +295,11 @@ class DWposeDetector:
         its own size), keypoints are drawn on a black canvas of that size (or on the image itself
         with ``overlay=True``), and the map is resized with linear interpolation to the size the
         same rule gives for ``image_resolution`` (``None``: the input size). ``output_type``:
-        ``"pil"`` or ``"np"`` (RGB uint8 HWC).
+        ``"pil"`` or ``"np"`` (RGB uint8 HWC). ``hand_and_face`` is controlnet_aux's shorthand:
+        when given, it sets both ``include_hand`` and ``include_face``.
         """
+        if hand_and_face is not None:
+            include_hand = include_face = hand_and_face
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         options = RenderOptions(

@@ -359,6 +359,21 @@ def test_detector_include_flags_remove_exactly_that_part(detector, portraits, pa
     assert _drawn(only_part).sum() > 50
 
 
+@pytest.mark.parametrize("hand_and_face", [True, False])
+def test_detector_hand_and_face_is_controlnet_aux_shorthand(detector, portraits, hand_and_face):
+    def control(**kwargs):
+        return detector(portraits[0], detect_resolution=256, image_resolution=256, output_type="np", **kwargs)
+
+    expected = control(include_hand=hand_and_face, include_face=hand_and_face)
+    shorthand = control(
+        include_hand=not hand_and_face, include_face=not hand_and_face, hand_and_face=hand_and_face
+    )
+    assert np.array_equal(shorthand, expected)
+    assert not np.array_equal(
+        shorthand, control(include_hand=not hand_and_face, include_face=not hand_and_face)
+    )
+
+
 def test_detector_include_foot_adds_feet(detector, portraits):
     plain = detector(portraits[0], detect_resolution=256, image_resolution=256, output_type="np")
     with_feet = detector(
