@@ -83,8 +83,7 @@ def open_video(source) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
                 if pts is None:
                     pts = 0 if previous_pts is None else previous_pts + max(step, 1)
                 previous_pts = pts
-                image = frame.to_ndarray(format="rgb24", threads=1)  # threaded swscale is not bit-exact
-                yield VideoFrame(index, image, int(pts), float(pts * time_base))
+                yield VideoFrame(index, frame.to_ndarray(format="rgb24"), int(pts), float(pts * time_base))
 
         yield info, frames()
     finally:
@@ -100,7 +99,8 @@ def read_video(source) -> tuple[VideoInfo, list[VideoFrame]]:
 # encoding ---------------------------------------------------------------------------------------
 
 _CODEC_OPTIONS: dict[str, dict[str, str]] = {
-    "libx264": {"crf": "16", "preset": "medium"},
+    # mbtree off: with it libx264's output was seen to vary from run to run in a long-lived process
+    "libx264": {"crf": "16", "preset": "medium", "x264-params": "mbtree=0"},
     "libx264rgb": {"crf": "0", "preset": "medium", "qp": "0"},
     "ffv1": {"level": "3", "slicecrc": "1"},
     "png": {},
@@ -113,9 +113,8 @@ class VideoWriter:
     ``codec`` is a PyAV encoder name (``libx264``, ``libx264rgb``, ``ffv1``, ``png``) and
     ``pixel_format`` its pixel format. Frames must be written in presentation order with strictly
     increasing ``pts`` in ``time_base`` units. The output is bit-exact (no random IDs or dates in
-    the container, single-threaded colour conversion), so two runs produce identical files, as long
-    as :meth:`write` and :meth:`close` are called from the same thread (libx264's output was seen
-    to vary otherwise).
+    the container; libx264 without macroblock-tree rate control, whose output was seen to vary
+    from run to run), so two runs produce identical files.
     """
 
     def __init__(
@@ -150,7 +149,6 @@ class VideoWriter:
         stream.codec_context.options = {**stream.codec_context.options, "flags": "+bitexact"}
         self._stream = stream
         self._time_base = time_base
-        self._pixel_format = pixel_format
         self._width, self._height = width, height
         self.frames_written = 0
 
@@ -162,9 +160,6 @@ class VideoWriter:
                 f"frame must be uint8 ({self._height}, {self._width}, 3), got {image.dtype} {image.shape}"
             )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        if self._pixel_format != "rgb24":
-            # converted here with one thread: swscale's automatic threading is not bit-exact
-            frame = frame.reformat(format=self._pixel_format, threads=1)
         frame.pts = int(pts)
         frame.time_base = self._time_base
         for packet in self._stream.encode(frame):

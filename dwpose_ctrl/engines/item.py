@@ -273,9 +273,9 @@ def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_fram
             count += 1
         if count == 0:
             raise ItemError("the video has no decodable frame")
-        for writer in writers:  # flushed by the thread that fed it: otherwise x264 output varies
-            background.submit(writer.close)
         background.close()
+        for writer in writers:
+            writer.close()
     except BaseException:
         background.cancel()
         for writer in writers:
