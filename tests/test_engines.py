@@ -381,3 +381,14 @@ def test_metadata_folder_loads_as_a_controlnet_dataset(tmp_path, monkeypatch):
         np.testing.assert_array_equal(
             np.asarray(row["conditioning_image"]), read_png(tmp_path / "dataset" / control)
         )
+
+
+def test_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
+    save(tmp_path / "in" / "a.jpg")
+    (tmp_path / "in" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    save(tmp_path / "in" / ".git" / "icon.png")
+    save(tmp_path / "in" / "sub" / ".thumb.png")
+    sources, problems = discover([str(tmp_path / "in")])
+    assert [s.relative for s in sources] == ["a.jpg"] and problems == []
+    named, _ = discover([str(tmp_path / "in" / "sub" / ".thumb.png")])
+    assert [s.relative for s in named] == [".thumb.png"]

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dwpose_ctrl.engines.storage import PARTIAL_SUFFIX, Storage, is_url, join
+from dwpose_ctrl.engines.storage import Storage, is_url, join
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -163,6 +163,8 @@ def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], 
     for folder, subfolders, names in os.walk(root, followlinks=True, onerror=on_error):
         kept = []
         for name in sorted(subfolders):
+            if name.startswith("."):
+                continue
             path = os.path.join(folder, name)
             real = os.path.realpath(path)
             if any(real == out or real.startswith(out + os.sep) for out in excluded):
@@ -176,7 +178,9 @@ def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], 
             kept.append(name)
         subfolders[:] = kept
         for name in sorted(names):
-            if name.endswith(PARTIAL_SUFFIX) or media_kind(name) is None:
+            if name.startswith("."):
+                continue
+            if media_kind(name) is None:
                 if os.path.islink(os.path.join(folder, name)):
                     reason = _stat_problem(os.path.join(folder, name))
                     if reason and "loop" in reason:
@@ -199,7 +203,8 @@ def discover(
 ) -> tuple[list[Source], list[Problem]]:
     """Expand ``inputs`` into sources (sorted, deduplicated) and problems.
 
-    Folders are searched recursively for known image and video extensions; files named
+    Folders are searched recursively for known image and video extensions, skipping hidden files
+    and folders (names starting with ``.``, such as ``.git`` or macOS ``._photo.jpg``); files named
     explicitly are taken whatever their extension (a non-image then fails with its reason).
     Anything below an ``exclude`` folder (the output root) is never read.
     """
@@ -213,6 +218,8 @@ def discover(
     def add(location: str, relative: str, explicit: bool) -> None:
         kind = media_kind(location) or ("image" if explicit else None)
         if kind is None:
+            return
+        if not explicit and any(part.startswith(".") for part in relative.split("/")):
             return
         if is_url(location):
             if any(location.startswith(prefix) for prefix in excluded_urls):
