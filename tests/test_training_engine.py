@@ -321,3 +321,49 @@ def test_sigkilled_cli_run_resumes_to_identical_weights(data_root, tmp_path):
     assert final["iteration"] == expected["iteration"]
     for key, value in expected["task"].items():
         assert torch.equal(final["task"][key], value), key
+
+
+def test_eval_checkpoint_on_gt_boxes_equals_bbox_file_of_the_same_boxes(val5_dir, tmp_path, capsys):
+    config_file = tmp_path / "val5_config.py"
+    config_file.write_text(
+        "from dataclasses import replace\n"
+        "from training.config import DataConfig, DatasetConfig, load_config\n"
+        f"val5 = DatasetConfig(annotation_file={str(val5_dir / 'annotations.json')!r},\n"
+        f"                     image_root={str(val5_dir)!r})\n"
+        "CONFIG = replace(load_config('tiny_synthetic'), data=DataConfig(val=val5, num_workers=0))\n"
+    )
+    config = load_config(config_file)
+    torch.manual_seed(0)
+    torch.save({"state_dict": build_model(config).state_dict()}, tmp_path / "model.pth")
+    from training.data.instances import load_coco_wholebody
+
+    instances = load_coco_wholebody(val5_dir / "annotations.json", val5_dir)
+    detections = [
+        {"image_id": i.image_id, "category_id": 1, "score": 1.0,
+         "bbox": [float(i.box[0]), float(i.box[1]), float(i.box[2] - i.box[0]), float(i.box[3] - i.box[1])]}
+        for i in instances
+    ]  # fmt: skip
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    common = ["eval", "--config", str(config_file), "--checkpoint", str(tmp_path / "model.pth"), "--json",
+              "--num-workers", "0"]  # fmt: skip
+    outputs = []
+    for extra in ([], ["--bbox-file", str(tmp_path / "dets.json")], ["--flip-test"]):
+        capsys.readouterr()
+        assert main([*common, *extra]) == 0
+        outputs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    gt_boxes, bbox_file, flipped = outputs
+    assert gt_boxes == bbox_file
+    assert set(flipped) == set(gt_boxes)
+
+
+def test_flip_simcc_reverses_x_bins_and_swaps_points():
+    from dwpose_ctrl.keypoints import COCO_WHOLEBODY
+    from training.inference import flip_simcc
+
+    simcc_x = torch.zeros(1, 133, 10)
+    simcc_y = torch.zeros(1, 133, 12)
+    simcc_x[0, 9, 2] = 1.0  # left wrist at bin 2
+    simcc_y[0, 9, 5] = 1.0
+    flipped_x, flipped_y = flip_simcc(simcc_x, simcc_y, COCO_WHOLEBODY.flip_indices)
+    assert flipped_x[0, 10].argmax() == 7 and flipped_x[0, 10].max() == 1.0  # right wrist, bin 10 - 1 - 2
+    assert flipped_y[0, 10].argmax() == 5 and flipped_x[0, 9].max() == 0.0

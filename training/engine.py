@@ -203,13 +203,16 @@ class ModelEma:
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         source = module.state_dict()
-        momentum = self.decay(self.steps)
+        averages, values = [], []
         for name, average in self.module.state_dict().items():
             value = source[name].detach()
             if self.steps == 0 or not average.dtype.is_floating_point:
                 average.copy_(value)
             else:
-                average.lerp_(value.to(average.dtype), momentum)
+                averages.append(average)
+                values.append(value.to(average.dtype))
+        if averages:
+            torch._foreach_lerp_(averages, values, self.decay(self.steps))
         self.steps += 1
 
     def state_dict(self) -> dict:
@@ -543,7 +546,10 @@ class TrainStep:
             nn.parallel.DistributedDataParallel(_LossForward(task)) if distributed else _LossForward(task)
         )
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(task, config.optim.weight_decay), lr=base_lr, betas=tuple(config.optim.betas)
+            parameter_groups(task, config.optim.weight_decay),
+            lr=base_lr,
+            betas=tuple(config.optim.betas),
+            fused=device.type in ("cpu", "cuda"),
         )
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
