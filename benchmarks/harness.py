@@ -79,6 +79,15 @@ class ToolResult:
         rates = [len(self.persons) / s for s in self.pass_seconds]
         return min(rates), max(rates)
 
+    @property
+    def network_share(self) -> float:
+        """End-to-end time over the time spent inside the two networks' ``run`` calls, in the same
+        passes (median over the rounds of the per-pass ratio)."""
+        ratios = [
+            np.sum(r["e2e_s"]) / np.sum(r["network_s"]) for r in self.rounds if np.sum(r["network_s"]) > 0
+        ]
+        return float(np.median(ratios)) if ratios else float("nan")
+
     def stage_ms_per_image(self) -> dict[str, float]:
         """Per stage: median over rounds of the pass total, divided by the number of images."""
         count = len(self.persons)
@@ -196,10 +205,10 @@ def run_configuration(
                 + ", ".join(f"{k} {sum(results[k].rounds[-1]['e2e_s']):.2f}s" for k in keys)
             )
         for key, worker in workers.items():
+            results[key].peak_rss_mib = worker.request({"cmd": "rss"})["peak_rss_mib"]
             if results[key].tool.options.get("measure_networks"):
                 results[key].networks = worker.request({"cmd": "networks", "repeats": network_repeats})
-        for key, worker in workers.items():
-            results[key].peak_rss_mib = worker.close()["peak_rss_mib"]
+            worker.close()
     finally:
         for worker in workers.values():
             worker.kill()

@@ -61,8 +61,8 @@ def _configuration_table(
     lines = [
         "| tool | images/s (median, [min-max]) | vs ours default | ms/image: "
         + " / ".join(STAGE_NAMES)
-        + " | persons | peak RSS MiB | load s |",
-        "|---|---|---|---|---|---|---|",
+        + " | time / network time | persons | peak RSS MiB | load s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in results.values():
         low, high = result.spread
@@ -71,7 +71,8 @@ def _configuration_table(
         label = f"{result.tool.label}" + (f" *({result.tool.note})*" if result.tool.note else "")
         lines.append(
             f"| {label} | {_fmt(result.images_per_second, 3)} [{_fmt(low, 3)}-{_fmt(high, 3)}] | "
-            f"{_fmt(result.images_per_second / base_rate, 2)}x | {stage_text} | {sum(result.persons)} | "
+            f"{_fmt(result.images_per_second / base_rate, 2)}x | {stage_text} | "
+            f"{_fmt(result.network_share, 3)}x | {sum(result.persons)} | "
             f"{_fmt(result.peak_rss_mib, 0)} | {_fmt(result.load_s, 1)} |"
         )
     return lines
@@ -93,13 +94,19 @@ def _targets(suite: SuiteResults) -> list[str]:
     lines = ["## Targets (issue 8)", "", "| target | configuration | measured | met |", "|---|---|---|---|"]
     for configuration in suite.configurations:
         results = suite.results[configuration.key]
+        if "ours" in results:
+            share = results["ours"].network_share
+            lines.append(
+                f"| end to end <= 1.1x the two networks' own time (inside the same passes) | "
+                f"{configuration.key} | {share:.3f}x | {_yes(share <= 1.1)} |"
+            )
         ratio = _network_ratio(results)
         if ratio is not None:
             ours_s, net_s, value = ratio
             lines.append(
-                f"| end to end <= 1.1x the two networks alone | {configuration.key} | "
-                f"{ours_s * 1000:.0f} ms vs {net_s * 1000:.0f} ms per image = {value:.3f}x | "
-                f"{_yes(value <= 1.1)} |"
+                f"| end to end <= 1.1x the two networks alone (timed separately, prepared inputs) | "
+                f"{configuration.key} | {ours_s * 1000:.0f} ms vs {net_s * 1000:.0f} ms per image = "
+                f"{value:.3f}x | {_yes(value <= 1.1)} |"
             )
         alternatives = [results[k] for k in ("reference", "rtmlib") if k in results]
         if alternatives and "ours" in results:
@@ -241,6 +248,30 @@ def _commands(suite: SuiteResults) -> list[str]:
     return lines
 
 
+def _alternatives_notes() -> list[str]:
+    return [
+        "## How the alternatives are run",
+        "",
+        "- **Reference loop** (`dwposes==0.1.0`, the ControlNet annotator's `onnxdet.py`, `onnxpose.py`, "
+        "`util.py` and `DWposeDetector` unchanged): its package imports torch only for `torch.no_grad` "
+        "around ONNX calls, so a no-op stand-in replaces torch in its environment. It hard-codes a 640 "
+        "detector input; for the 416 Nano its `inference_detector` is replaced by the same steps reading "
+        "the input size from the model. One `session.run` per person, as in the annotator.",
+        "- **rtmlib** (`rtmlib==0.0.16`, `Wholebody` solution, onnxruntime backend): detector score "
+        "threshold set to the reference's 0.3 (its default 0.7 runs fewer persons). Its own detectors are "
+        "person-only; with the 80-class COCO YOLOX its `human` mode would return boxes of every class, so "
+        "the worker keeps the person class before calling its pose model. One `session.run` per person.",
+        "- **easy_dwpose** (`easy_dwpose==1.0.2`): **cannot run offline as published**: its "
+        "`DWposeDetector()` constructor downloads its own two ONNX files from the Hugging Face Hub and its "
+        "detector hard-codes 640. The worker runs its unchanged `__call__` on an object whose `Wholebody` "
+        "was built from the same local files (only the download is skipped), in the 640 configuration "
+        "only; torch is replaced by a no-op stand-in as above.",
+        "- All tools get the same decoded RGB image; rtmlib and the reference loop get it resized by the "
+        "annotator's rule (SPEC 1), easy_dwpose and dwpose-ctrl resize it themselves (same rule).",
+        "",
+    ]
+
+
 def _gpu_section() -> list[str]:
     return [
         "## GPU (torch backend, fp16 + batching vs a per-person fp32 loop)",
@@ -289,11 +320,15 @@ def render_results(suite: SuiteResults) -> str:
             lines += [
                 "",
                 f"The two networks alone (one detector run plus the pose runs, batched or one person at "
-                f"a time, whichever is faster, on inputs prepared beforehand) take {net_s * 1000:.0f} ms "
-                f"per image; dwpose-ctrl's default pipeline takes {ours_s * 1000:.0f} ms: {value:.3f}x.",
+                f"a time, whichever is faster, on inputs prepared beforehand, timed after the passes) "
+                f"take {net_s * 1000:.0f} ms per image; dwpose-ctrl's default pipeline takes "
+                f"{ours_s * 1000:.0f} ms: {value:.3f}x. The column *time / network time* divides each "
+                "tool's pass time by the time spent inside its own `session.run` calls in the same pass, "
+                "which a busy machine distorts less.",
             ]
         lines.append("")
     lines += _comparisons(suite)
+    lines += _alternatives_notes()
     lines += _faster_modes(suite)
     lines += _gpu_section()
     gpu_results = BENCHMARKS / "results_gpu.md"

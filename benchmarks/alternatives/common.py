@@ -6,7 +6,9 @@ so this module imports only the standard library, numpy and OpenCV, never dwpose
 
 Protocol (one JSON object per line): the harness writes a setup object, the worker loads its
 models and answers ``{"ready": ...}``; then ``{"cmd": "run", "save": bool}`` processes every image
-once and answers the per-image end-to-end seconds, per-stage seconds and person counts;
+once and answers the per-image end-to-end seconds, per-stage seconds, seconds inside the two
+networks' ``run`` calls and person counts; ``{"cmd": "rss"}`` answers the peak RSS so far;
+``{"cmd": "networks"}`` (dwpose-ctrl only) times the networks alone on prepared inputs;
 ``{"cmd": "quit"}`` answers the peak RSS and exits.
 """
 
@@ -71,6 +73,11 @@ class StageTimer:
         totals = dict(self.totals)
         self.totals.clear()
         return totals
+
+
+def time_session_runs(session, timer: StageTimer) -> None:
+    """Count every ``session.run`` of an onnxruntime session (or a backend) as "network" time."""
+    session.run = timer.wrap("network", session.run)
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -217,7 +224,7 @@ def _run_once(tool: Tool, images: list[tuple[str, np.ndarray]], spec: dict, save
     fixed = spec.get("fixed_boxes")
     resolution = int(spec.get("detect_resolution", 512))
     save_dir = Path(spec["save_dir"]) if save and spec.get("save_dir") else None
-    e2e, persons = [], []
+    e2e, persons, network = [], [], []
     stages: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "other")}
     for name, image in images:
         if fixed is not None:
@@ -235,9 +242,10 @@ def _run_once(tool: Tool, images: list[tuple[str, np.ndarray]], spec: dict, save
         for stage in STAGES:
             stages[stage].append(totals.get(stage, 0.0))
         stages["other"].append(max(elapsed - sum(totals.get(s, 0.0) for s in STAGES), 0.0))
+        network.append(totals.get("network", 0.0))
         if save_dir is not None:
             save_output(save_dir, name, output)
-    return {"e2e_s": e2e, "stages_s": stages, "persons": persons}
+    return {"e2e_s": e2e, "stages_s": stages, "network_s": network, "persons": persons}
 
 
 def serve(tool_factory: Callable[[dict, StageTimer], Tool], stdin: Iterable[str] = sys.stdin) -> None:
@@ -261,6 +269,8 @@ def serve(tool_factory: Callable[[dict, StageTimer], Tool], stdin: Iterable[str]
             _reply(_run_once(tool, images, spec, bool(command.get("save"))))
         elif command["cmd"] == "networks" and hasattr(tool, "measure_networks"):
             _reply(tool.measure_networks(images, int(command.get("repeats", 3))))
+        elif command["cmd"] == "rss":
+            _reply({"peak_rss_mib": peak_rss_mib()})
         elif command["cmd"] == "quit":
             _reply({"peak_rss_mib": peak_rss_mib()})
             return

@@ -49,6 +49,8 @@ class EasyDwpose(common.Tool):
             model_det=spec["det_model"], model_pose=spec["pose_model"], device="cpu"
         )
         session_det = self.detector.pose_estimation.session_det
+        common.time_session_runs(session_det, timer)
+        common.time_session_runs(self.detector.pose_estimation.session_pose, timer)
         self.det_input_hw = tuple(int(v) for v in session_det.get_inputs()[0].shape[2:])
         if self.det_input_hw != (640, 640):
             raise ValueError("easy_dwpose hard-codes a 640x640 detector input")

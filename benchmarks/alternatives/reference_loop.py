@@ -56,6 +56,8 @@ class ReferenceLoop(common.Tool):
 
         self.annotator = DWPoses.DWposeDetector(det=spec["det_model"], pose=spec["pose_model"])
         session_det = self.annotator.pose_estimation.session_det
+        common.time_session_runs(session_det, timer)
+        common.time_session_runs(self.annotator.pose_estimation.session_pose, timer)
         self.det_input_hw = tuple(int(v) for v in session_det.get_inputs()[0].shape[2:])
         if spec.get("fixed_boxes") is not None:
             self.injector = common.BoxInjectingSession(session_det)

@@ -46,6 +46,8 @@ class Rtmlib(common.Tool):
         )
         self.solution.det_model.score_thr = 0.3
         self.solution.det_model.det_mode = "multiclass"
+        common.time_session_runs(self.solution.det_model.session, timer)
+        common.time_session_runs(self.solution.pose_model.session, timer)
         if spec.get("fixed_boxes") is not None:
             self.injector = common.BoxInjectingSession(self.solution.det_model.session)
             self.solution.det_model.session = self.injector
