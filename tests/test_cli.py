@@ -84,6 +84,13 @@ def test_unusable_model_files_stop_before_any_item(tmp_path, capsys, yolox_nano_
     assert not (tmp_path / "out").exists()
 
 
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    save(tmp_path / "a.jpg")
+    (tmp_path / "out").write_text("a file")
+    assert main([str(tmp_path / "a.jpg"), "-o", str(tmp_path / "out"), "-q"], blob_factory) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
 def test_storage_options_are_parsed_as_json_when_they_are_json():
     args = build_parser().parse_args(
         ["s3://b/in", "--storage-option", "anon=true", "--storage-option", "endpoint_url=http://127.0.0.1:9"]

@@ -147,6 +147,8 @@ def render_files(
     storage = storage or Storage()
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if not is_url(output_root) and os.path.exists(output_root) and not os.path.isdir(output_root):
+        raise ValueError(f"the output {output_root!r} is a file; give a folder (it is created if missing)")
     sources, problems = discover(list(inputs), storage, exclude=[output_root])
     items = plan(sources, output_root, job.outputs)
     storage.remove_stale_partials(output_root)
