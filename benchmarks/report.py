@@ -204,7 +204,10 @@ def _faster_modes(suite: SuiteResults) -> list[str]:
         "",
         "The int8 models are made by `dwpose_ctrl.quantize` (onnxruntime static quantisation, QDQ, "
         "per-channel int8 weights, uint8 activations) calibrated on the two portraits only, so val5 "
-        "stays unseen. The pose networks have random weights here, so their keypoint deviation says "
+        "stays unseen. Configuration A quantises only the pose model, because the int8 YOLOX-Nano loses "
+        "recall (above; percentile or entropy calibration and keeping the prediction convolutions in "
+        "float32 did not recover it with two calibration images) while the Nano is a small share of the "
+        "time; configuration B quantises both, as YOLOX-L is most of the time there. The pose networks have random weights here, so their keypoint deviation says "
         "how far int8 moves the argmax of a random network, not the accuracy of the real DWPose-l; "
         "the detector recall is measured with the real YOLOX-Nano weights. The smaller students "
         "(DWPose-m/s/t at 256x192) cannot be scored here without their real weights; their published "

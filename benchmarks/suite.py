@@ -102,8 +102,8 @@ def build_configurations(models: dict[str, Path], boxes: dict, include_alternati
         ),
         _ours(
             "ours-int8",
-            "dwpose-ctrl, int8 Nano + int8 RTMPose-l",
-            models["nano-int8"],
+            "dwpose-ctrl, int8 DWPose-l (float32 Nano)",
+            nano,
             models["rtmpose-l-int8"],
             note="faster mode",
         ),
@@ -229,14 +229,14 @@ def run_suite(
         for result in results.values():
             if result.tool.runner != "ours":
                 suite.alternatives_versions = result.versions
-    if "B" in suite.results and "ours-int8" in suite.results["B"]:
-        fp32, int8 = suite.results["B"]["ours"], suite.results["B"]["ours-int8"]
-        suite.deviations["DWPose-l int8 vs float32 (random weights, same crops)"] = (
-            accuracy.keypoint_deviation(
+    for key, results in suite.results.items():
+        if "ours-int8" in results and results["ours-int8"].persons == results["ours"].persons:
+            fp32, int8 = results["ours"], results["ours-int8"]
+            label = f"DWPose-l int8 vs float32, configuration {key} (random weights, same crops)"
+            suite.deviations[label] = accuracy.keypoint_deviation(
                 [harness.load_output(fp32, image)["keypoints"] for image in suite.images],
                 [harness.load_output(int8, image)["keypoints"] for image in suite.images],
             )
-        )
     for label, det in (("float32", NANO), ("int8", suite.models["nano-int8"])):
         for mode in ("default", "reference"):
             suite.recalls[f"YOLOX-Nano {label}, {mode} mode"] = accuracy.detector_recall(
