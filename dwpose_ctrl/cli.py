@@ -256,6 +256,7 @@ def detector_spec_from_args(args: argparse.Namespace):
     options = {
         "score_threshold": args.score_threshold,
         "nms_threshold": args.nms_threshold,
+        "keypoint_threshold": args.keypoint_threshold,
         "max_persons": args.max_persons,
         "min_box_size": args.min_box_size,
         "local_dir": args.models_dir,

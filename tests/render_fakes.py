@@ -42,6 +42,8 @@ def blob_boxes(image: np.ndarray) -> list[np.ndarray]:
 class BlobEstimator:
     """Persons = bright blobs. ``delay`` seconds of sleep per call make runs slow enough to kill."""
 
+    keypoint_threshold = 0.3
+
     def __init__(self, delay: float = 0.0):
         self.delay = delay
         self.calls = 0

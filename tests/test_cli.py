@@ -54,13 +54,19 @@ def test_help_is_complete_with_examples(capsys):
     assert "examples:" in text and "dwpose-render photos/ -o maps/" in text and "s3://" in text
 
 
-def test_every_detector_option_has_a_flag():
+def test_every_detector_option_has_a_flag_that_reaches_the_detector():
+    from dataclasses import fields
+
+    from dwpose_ctrl.cli import detector_spec_from_args
     from dwpose_ctrl.detector import DWposeDetector
 
     parameters = set(inspect.signature(DWposeDetector.__init__).parameters) - {"self"}
     flags = {action.dest for action in build_parser()._actions}
     renamed = {"local_dir": "models_dir"}
     assert {renamed.get(name, name) for name in parameters} <= flags
+    spec = detector_spec_from_args(build_parser().parse_args(["x.jpg"]))
+    passed = {field.name for field in fields(spec)} - {"options"} | set(spec.options)
+    assert passed == parameters
 
 
 def test_bad_arguments_exit_2(capsys):
@@ -117,8 +123,10 @@ REAL_CASES = {
          "stick_scaling": True},
     ),
     "detector": (
-        ["--min-box-size", "120", "--max-persons", "3", "--score-threshold", "0.4", "--mode", "reference"],
-        {"min_box_size": 120, "max_persons": 3, "score_threshold": 0.4, "mode": "reference"},
+        ["--min-box-size", "120", "--max-persons", "3", "--score-threshold", "0.4", "--mode", "reference",
+         "--keypoint-threshold", "0.1", "--nms-threshold", "0.6"],
+        {"min_box_size": 120, "max_persons": 3, "score_threshold": 0.4, "mode": "reference",
+         "keypoint_threshold": 0.1, "nms_threshold": 0.6},
         {},
     ),
 }  # fmt: skip

@@ -148,12 +148,23 @@ def encode_json(data: dict) -> bytes:
 
 
 def finish_image(
-    item: WorkItem, loaded: LoadedImage, persons: list[Person], storage: Storage, job: JobSettings
+    item: WorkItem,
+    loaded: LoadedImage,
+    persons: list[Person],
+    storage: Storage,
+    job: JobSettings,
+    keypoint_threshold: float,
 ) -> None:
     """Draw an image item's outputs from its persons and write them, the map last."""
     options = job.outputs
     rendered = render_outputs(
-        loaded.rgb, loaded.detection_image, persons, job.render, options.json, options.overlay
+        loaded.rgb,
+        loaded.detection_image,
+        persons,
+        job.render,
+        options.json,
+        options.overlay,
+        keypoint_threshold,
     )
     write_image_outputs(item, rendered, loaded.data, storage)
 
@@ -265,7 +276,13 @@ def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_fram
             scale = job.render.detection_scale(frame.image, detection_image)
             persons = pose_tracker(frame.index, detection_image, frame.seconds, scale)
             rendered = render_outputs(
-                frame.image, detection_image, persons, job.render, job.outputs.json, len(writers) > 1
+                frame.image,
+                detection_image,
+                persons,
+                job.render,
+                job.outputs.json,
+                len(writers) > 1,
+                estimator.keypoint_threshold,
             )
             background.submit(
                 _frame_writer(item, frame.index, frame.pts, rendered, writers, storage, job.outputs, on_frame)
@@ -317,7 +334,8 @@ def process_item(
             frames = render_video(item, estimator, job, storage, stop, on_frame)
         else:
             loaded = read_image(item, storage, job)
-            finish_image(item, loaded, estimate_image(loaded, estimator), storage, job)
+            persons = estimate_image(loaded, estimator)
+            finish_image(item, loaded, persons, storage, job, estimator.keypoint_threshold)
             frames = 1
     except Interrupted as error:
         return ItemResult(location, INTERRUPTED, str(error), seconds=time.perf_counter() - started)

@@ -149,7 +149,7 @@ class LocalEngine:
 
         def write() -> None:
             try:
-                finish_image(item, loaded, persons, self.storage, self.job)
+                finish_image(item, loaded, persons, self.storage, self.job, self.estimator.keypoint_threshold)
             except Exception as error:
                 result = ItemResult(
                     location, FAILED, describe_error(error), seconds=time.perf_counter() - started

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from dwpose_ctrl.keypoints import Person
-from dwpose_ctrl.openpose import frame_to_json, persons_to_openpose
+from dwpose_ctrl.openpose import VISIBILITY_THRESHOLD, frame_to_json, persons_to_openpose
 from dwpose_ctrl.render import RenderOptions, draw_openpose
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 
@@ -65,7 +65,13 @@ class RenderSettings:
 
 @runtime_checkable
 class PoseEstimator(Protocol):
-    """Persons of an RGB uint8 image, in that image's pixels."""
+    """Persons of an RGB uint8 image, in that image's pixels.
+
+    ``keypoint_threshold`` is the score above which a keypoint is drawn and written (0.3 in the
+    reference); the engines draw every output of the estimator's persons with it.
+    """
+
+    keypoint_threshold: float
 
     def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
         """Detect persons, then estimate their keypoints.
@@ -83,6 +89,10 @@ class DetectorEstimator:
 
     def __init__(self, detector):
         self.detector = detector
+
+    @property
+    def keypoint_threshold(self) -> float:
+        return self.detector.keypoint_threshold
 
     def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
         min_box_size = self.detector.min_box_size
@@ -139,18 +149,20 @@ def render_outputs(
     settings: RenderSettings,
     want_json: bool,
     want_overlay: bool,
+    keypoint_threshold: float = VISIBILITY_THRESHOLD,
 ) -> RenderedOutputs:
     """Control map (and JSON, overlay) of ``persons`` found on ``detection_image``.
 
     The map is drawn on a black canvas of the detection image's size and resized (linear) to
-    the output size, exactly as ``DWposeDetector.__call__`` does; the overlay is drawn the same way
+    the output size, exactly as ``DWposeDetector.__call__`` does (keypoints drawn when their score
+    passes ``keypoint_threshold``, the detector's option); the overlay is drawn the same way
     over the detection image. JSON coordinates are pixels of the input ``image`` (SPEC 6); persons
     with a ``track_id`` get OpenPose's ``person_id`` field.
     """
     det_height, det_width = detection_image.shape[:2]
     height, width = image.shape[:2]
     out_height, out_width = settings.output_size(height, width)
-    frame = persons_to_openpose(persons, det_width, det_height)
+    frame = persons_to_openpose(persons, det_width, det_height, keypoint_threshold)
     options = settings.render_options
 
     def finish(drawn: np.ndarray) -> np.ndarray:
