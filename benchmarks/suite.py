@@ -214,7 +214,9 @@ def run_suite(
     ]
     for configuration in suite.configurations:
         log(f"configuration {configuration.key}: {configuration.title}")
-        results = harness.run_configuration(configuration, suite.images, rounds, alt_python, WORK, log=log)
+        results = harness.run_configuration(
+            configuration, suite.images, rounds, alt_python, WORK, network_repeats=2, log=log
+        )
         suite.results[configuration.key] = results
         for first, second, what, maps in (
             ("ours-reference", "reference", "reference mode vs the reference loop", True),
