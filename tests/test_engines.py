@@ -392,3 +392,36 @@ def test_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
     assert [s.relative for s in sources] == ["a.jpg"] and problems == []
     named, _ = discover([str(tmp_path / "in" / "sub" / ".thumb.png")])
     assert [s.relative for s in named] == [".thumb.png"]
+
+
+def test_video_frame_folders_never_mix_with_other_outputs():
+    sources = [
+        Source("in/clip.mp4", "clip.mp4", "video"),
+        Source("in/clip/x.jpg", "clip/x.jpg", "image"),
+        Source("in/a.mp4", "a.mp4", "video"),
+        Source("in/a/b.mp4", "a/b.mp4", "video"),
+        Source("in/solo.mp4", "solo.mp4", "video"),
+    ]
+    items = plan(sources, "out", OutputOptions(json=True))
+    frames = {item.source.relative: item.frames_dir for item in items}
+    assert frames["clip.mp4"] == os.path.join("out", "clip.mp4")
+    assert frames["a.mp4"] == os.path.join("out", "a.mp4")
+    assert frames["a/b.mp4"] == os.path.join("out", "a", "b.mp4")
+    assert frames["solo.mp4"] == os.path.join("out", "solo")
+    assert [Path(i.final).name for i in items] == [
+        "clip.mp4.mp4",
+        "x.jpg.png",
+        "a.mp4.mp4",
+        "b.mp4.mp4",
+        "solo.mp4",
+    ]
+
+
+def test_planning_many_items_is_fast():
+    import time
+
+    sources = [Source(f"in/d{i % 100}/p{i}.jpg", f"d{i % 100}/p{i}.jpg", "image") for i in range(50_000)]
+    sources += [Source(f"in/v{i}.mp4", f"v{i}.mp4", "video") for i in range(1000)]
+    started = time.perf_counter()
+    items = plan(sources, "out", OutputOptions(json=True, overlay=True))
+    assert len(items) == 51_000 and time.perf_counter() - started < 10

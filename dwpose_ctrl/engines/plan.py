@@ -310,14 +310,15 @@ def _colliding(claims_by_index: dict[int, list[str]], reserved: Iterable[str] = 
     for name in reserved:
         owners[name.lower()].add(-1)
     bad: set[int] = set()
-    prefixes = {claim for claim in owners if claim.endswith("/")}
-    for indices in owners.values():
+    for claim, indices in owners.items():
         if len(indices) > 1:
             bad |= indices
-    for prefix in prefixes:
-        for claim, indices in owners.items():
-            if claim != prefix and claim.startswith(prefix):
-                bad |= indices | owners[prefix]
+        # a name inside another item's folder claim ("clip/" of a video's frames) collides with it
+        parts = claim.rstrip("/").split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth]) + "/"
+            if folder in owners:
+                bad |= indices | owners[folder]
     bad.discard(-1)
     return bad
 
