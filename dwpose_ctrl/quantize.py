@@ -1,11 +1,12 @@
 """Int8 models: a faster CPU mode with a measured accuracy cost (onnxruntime's quantisation tools).
 
 Static quantisation (QDQ format, int8 weights per output channel, uint8 activations with ranges
-calibrated on real inputs) runs RTMPose and YOLOX about 2-3x faster than float32 on CPUs with
-AVX2/AVX-512 VNNI; dynamic quantisation needs no calibration but turns convolutions into
-``ConvInteger`` and is usually *slower* than float32 on CPU, so it is offered only for
-completeness. The quantised file is an ordinary ONNX model with the same inputs and outputs, so
-it plugs into :class:`~dwpose_ctrl.detector.DWposeDetector` unchanged::
+calibrated on real inputs) ran DWPose-l and YOLOX-L about 2.5-3x faster than float32 on the
+project's AVX-512 VNNI test machine (``benchmarks/RESULTS.md``); dynamic quantisation needs no
+calibration but turns convolutions into ``ConvInteger`` and was *slower* than float32 there
+(DWPose-l: 418 vs 243 ms per person), so it is offered only for completeness. The quantised
+file is an ordinary ONNX model with the same inputs and outputs, so it plugs into
+:class:`~dwpose_ctrl.detector.DWposeDetector` unchanged::
 
     from dwpose_ctrl.quantize import quantize_for_pipeline
     pose_int8 = quantize_for_pipeline("dw-ll_ucoco_384.onnx", "dw-ll_ucoco_384_int8.onnx",
