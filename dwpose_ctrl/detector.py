@@ -7,6 +7,7 @@ openpose, render); this one only chains them, holds the options and the lazily c
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,14 @@ from dwpose_ctrl.codec import decode_simcc
 from dwpose_ctrl.inputs import to_rgb_list
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
 from dwpose_ctrl.openpose import OpenPoseFrame, check_visibility_threshold, persons_to_openpose, to_openpose
-from dwpose_ctrl.person_detection import Detections, detect_persons, filter_persons
+from dwpose_ctrl.person_detection import (
+    Detections,
+    decode_yolox,
+    detect_persons,
+    filter_persons,
+    letterbox,
+    person_boxes,
+)
 from dwpose_ctrl.render import RenderOptions, draw_openpose
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
@@ -63,6 +71,13 @@ def _check_threshold(name: str, value: float, low: float = 0.0, high: float = 1.
     if not low <= value <= high:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
     return value
+
+
+def _check_rgb_array(image, method: str) -> None:
+    if not (
+        isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    ):
+        raise ValueError(f"{method} needs RGB uint8 (H, W, 3) arrays; use estimate() for other inputs")
 
 
 class DWposeDetector:
@@ -184,8 +199,28 @@ class DWposeDetector:
 
     def detect(self, image: np.ndarray) -> Detections:
         """Person boxes in an RGB uint8 image (RGB or BGR into YOLOX depending on the mode)."""
-        det_input = image if self.mode == "reference" else np.ascontiguousarray(image[:, :, ::-1])
-        return detect_persons(self.det_backend, det_input, self.score_threshold, self.nms_threshold)
+        return self._detect_images([image])[0]
+
+    def _detect_images(self, images: list[np.ndarray]) -> list[Detections]:
+        """Person boxes of each image: one YOLOX run for all when its batch is dynamic, else one each.
+
+        Every letterboxed input has the model's fixed size, so they always stack into one batch.
+        """
+        backend = self.det_backend
+        if self.mode != "reference":
+            images = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
+        if len(images) == 1 or not backend.dynamic_batch:
+            return [
+                detect_persons(backend, image, self.score_threshold, self.nms_threshold) for image in images
+            ]
+        input_size = backend.input_size
+        letterboxed = [letterbox(image, input_size) for image in images]
+        raw = backend.run(np.concatenate([batch for batch, _ in letterboxed]))[0]
+        detections = []
+        for index, (_, ratio) in enumerate(letterboxed):
+            boxes, scores = decode_yolox(raw[index : index + 1], input_size, ratio)
+            detections.append(person_boxes(boxes, scores, self.score_threshold, self.nms_threshold))
+        return detections
 
     def _run_pose(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         backend = self.pose_backend
@@ -207,47 +242,117 @@ class DWposeDetector:
             )
         return simcc_x, simcc_y
 
+    def _pose_images(
+        self, images: list[np.ndarray], boxes: list[np.ndarray], box_scores: list[tuple[float | None, ...]]
+    ) -> list[Poses]:
+        """Keypoints inside each image's (N_i, 4) boxes: one pose-model batch for all persons of all
+        images (one run per person when the model's batch is fixed at 1)."""
+        counts = [len(image_boxes) for image_boxes in boxes]
+        if sum(counts) == 0:
+            empty = (np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.float32))
+            return [Poses(*empty, image_boxes, ()) for image_boxes in boxes]
+        model_size = self.pose_backend.input_size
+        crops = [
+            build_crops(image, image_boxes, model_size)
+            for image, image_boxes in zip(images, boxes, strict=True)
+        ]
+        locations, scores = decode_simcc(*self._run_pose(np.concatenate([crop.inputs for crop in crops])))
+        results = []
+        offsets = np.cumsum([0, *counts])
+        for index, crop in enumerate(crops):
+            start, stop = offsets[index], offsets[index + 1]
+            keypoints = to_image_pixels(locations[start:stop], model_size, crop.centers, crop.scales)
+            results.append(Poses(keypoints, scores[start:stop], boxes[index], box_scores[index]))
+        return results
+
+    def estimate_boxes(
+        self, image: np.ndarray, boxes, box_scores: Sequence[float | None] | None = None
+    ) -> Poses:
+        """Keypoints of one person per given box, in the pixels of an RGB uint8 HWC image.
+
+        ``boxes`` is (N, 4) ``x1, y1, x2, y2`` (any array-like; N may be 0), ``box_scores`` one
+        float or ``None`` per box (default: all ``None``). No detection runs; the numbers equal
+        those ``estimate_array`` gives when YOLOX finds the same boxes.
+        """
+        _check_rgb_array(image, "estimate_boxes")
+        box_array = np.array(boxes, dtype=np.float64)
+        if box_array.size == 0:
+            box_array = box_array.reshape(0, 4)
+        if box_array.ndim != 2 or box_array.shape[1] != 4:
+            raise ValueError(
+                f"boxes must be (N, 4) x1, y1, x2, y2 in image pixels, got shape {box_array.shape}"
+            )
+        if not np.isfinite(box_array).all():
+            raise ValueError("boxes must be finite numbers; drop the boxes holding NaN or infinity")
+        if box_scores is None:
+            scores: tuple[float | None, ...] = (None,) * len(box_array)
+        else:
+            scores = tuple(None if score is None else float(score) for score in box_scores)
+            if len(scores) != len(box_array):
+                raise ValueError(f"got {len(scores)} box_scores for {len(box_array)} boxes; give one per box")
+        return self._pose_images([image], [box_array], [scores])[0]
+
     def estimate_array(self, image: np.ndarray, min_box_size: float | None = None) -> Poses:
         """All persons of an RGB uint8 HWC image, in that image's pixels.
 
         ``min_box_size`` (in this image's pixels) defaults to the detector's own option.
         """
-        if not (
-            isinstance(image, np.ndarray)
-            and image.dtype == np.uint8
-            and image.ndim == 3
-            and image.shape[2] == 3
-        ):
-            raise ValueError(
-                "estimate_array needs an RGB uint8 (H, W, 3) array; use estimate() for other inputs"
-            )
-        if min_box_size is None:
-            min_box_size = self.min_box_size
-        height, width = image.shape[:2]
-        detections = filter_persons(self.detect(image), self.max_persons, min_box_size)
-        boxes = detections.boxes
-        box_scores: tuple[float | None, ...] = tuple(float(score) for score in detections.scores)
-        if len(detections) == 0:
-            if self.mode != "reference":
-                return Poses(
-                    np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.float32), boxes, ()
-                )
-            boxes = np.array([[0, 0, width, height]], dtype=np.float64)
-            box_scores = (None,)
-        model_size = self.pose_backend.input_size
-        crops = build_crops(image, boxes, model_size)
-        locations, scores = decode_simcc(*self._run_pose(crops.inputs))
-        keypoints = to_image_pixels(locations, model_size, crops.centers, crops.scales)
-        return Poses(keypoints, scores, boxes, box_scores)
+        _check_rgb_array(image, "estimate_array")
+        return self.estimate_arrays([image], None if min_box_size is None else [min_box_size])[0]
 
-    def _estimate_resized(self, image: np.ndarray, detect_resolution: int | None) -> tuple[np.ndarray, Poses]:
-        """Resize by the SPEC 1 rule (or not, for ``None``) and estimate on the result."""
-        height, width = image.shape[:2]
-        det_image = image if detect_resolution is None else resize_to_resolution(image, detect_resolution)
-        min_box_size = self.min_box_size
-        if min_box_size is not None:
-            min_box_size *= min(det_image.shape[0] / height, det_image.shape[1] / width)
-        return det_image, self.estimate_array(det_image, min_box_size)
+    def estimate_arrays(
+        self, images: Sequence[np.ndarray], min_box_sizes: Sequence[float | None] | None = None
+    ) -> list[Poses]:
+        """``estimate_array`` of each RGB uint8 HWC image, batched: one YOLOX run for all images and
+        one pose-model run for all their persons when the models' batch is dynamic (else one run
+        per image / per person). The numbers equal those of one ``estimate_array`` call per image.
+
+        ``min_box_sizes``: one value per image in its pixels (``None`` entries, or ``None`` for
+        the list, mean the detector's own option).
+        """
+        images = list(images)
+        for image in images:
+            _check_rgb_array(image, "estimate_arrays")
+        if min_box_sizes is None:
+            min_box_sizes = [None] * len(images)
+        elif len(min_box_sizes) != len(images):
+            raise ValueError(
+                f"got {len(min_box_sizes)} min_box_sizes for {len(images)} images; give one per image"
+            )
+        if not images:
+            return []
+        boxes, box_scores = [], []
+        for image, detections, min_box_size in zip(
+            images, self._detect_images(images), min_box_sizes, strict=True
+        ):
+            if min_box_size is None:
+                min_box_size = self.min_box_size
+            detections = filter_persons(detections, self.max_persons, min_box_size)
+            if len(detections) == 0 and self.mode == "reference":
+                height, width = image.shape[:2]
+                boxes.append(np.array([[0, 0, width, height]], dtype=np.float64))
+                box_scores.append((None,))
+            else:
+                boxes.append(detections.boxes)
+                box_scores.append(tuple(float(score) for score in detections.scores))
+        return self._pose_images(images, boxes, box_scores)
+
+    def _estimate_resized(
+        self, images: list[np.ndarray], detect_resolution: int | None
+    ) -> list[tuple[np.ndarray, Poses]]:
+        """Resize each image by the SPEC 1 rule (or not, for ``None``) and estimate on the results,
+        batched across the images."""
+        det_images = [
+            image if detect_resolution is None else resize_to_resolution(image, detect_resolution)
+            for image in images
+        ]
+        min_box_sizes = None
+        if self.min_box_size is not None:
+            min_box_sizes = [
+                self.min_box_size * min(det.shape[0] / image.shape[0], det.shape[1] / image.shape[1])
+                for image, det in zip(images, det_images, strict=True)
+            ]
+        return list(zip(det_images, self.estimate_arrays(det_images, min_box_sizes), strict=True))
 
     def estimate(self, image, detect_resolution: int | None = None) -> list[Person] | list[list[Person]]:
         """Persons in an image (or a list of them per image of a batch), in INPUT-image pixels.
@@ -261,8 +366,9 @@ class DWposeDetector:
             for rgb in images:
                 resolution_size(rgb.shape[0], rgb.shape[1], detect_resolution)
         results = []
-        for rgb in images:
-            det_image, poses = self._estimate_resized(rgb, detect_resolution)
+        for rgb, (det_image, poses) in zip(
+            images, self._estimate_resized(images, detect_resolution), strict=True
+        ):
             scale_x = rgb.shape[1] / det_image.shape[1]
             scale_y = rgb.shape[0] / det_image.shape[0]
             results.append(poses.to_persons(scale_x, scale_y))
@@ -321,8 +427,8 @@ class DWposeDetector:
                 else resolution_size(height, width, image_resolution)
             )
         maps = []
-        for rgb, (out_height, out_width) in zip(images, output_sizes, strict=True):
-            det_image, poses = self._estimate_resized(rgb, detect_resolution)
+        estimated = self._estimate_resized(images, detect_resolution)
+        for (det_image, poses), (out_height, out_width) in zip(estimated, output_sizes, strict=True):
             det_height, det_width = det_image.shape[:2]
             frame = to_openpose(poses.keypoints, poses.scores, det_width, det_height, self.keypoint_threshold)
             drawn = draw_openpose(frame, det_image if overlay else None, options)
