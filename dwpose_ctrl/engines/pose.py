@@ -100,28 +100,15 @@ class DetectorEstimator:
             min_box_size *= scale
         return self.detector.estimate_array(image, min_box_size).to_persons()
 
-    def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
-        from dwpose_ctrl.codec import decode_simcc
-        from dwpose_ctrl.topdown import build_crops, to_image_pixels
+    def estimate_many(self, images: list[np.ndarray], scales: list[float]) -> list[list[Person]]:
+        """``estimate`` of each image, batched across them (one YOLOX run and one pose-model run
+        when the models' batch is dynamic); the same numbers as one ``estimate`` call per image."""
+        min_box_size = self.detector.min_box_size
+        min_box_sizes = None if min_box_size is None else [min_box_size * scale for scale in scales]
+        return [poses.to_persons() for poses in self.detector.estimate_arrays(images, min_box_sizes)]
 
-        if not boxes:
-            return []
-        box_array = np.stack([np.asarray(box, dtype=np.float64) for box in boxes])
-        backend = self.detector.pose_backend
-        model_size = backend.input_size
-        crops = build_crops(image, box_array, model_size)
-        if backend.dynamic_batch:
-            simcc_x, simcc_y = backend.run(crops.inputs)[:2]
-        else:
-            outputs = [backend.run(crops.inputs[i : i + 1])[:2] for i in range(len(box_array))]
-            simcc_x = np.concatenate([output[0] for output in outputs])
-            simcc_y = np.concatenate([output[1] for output in outputs])
-        locations, scores = decode_simcc(simcc_x, simcc_y)
-        keypoints = to_image_pixels(locations, model_size, crops.centers, crops.scales)
-        return [
-            Person(keypoints=keypoints[i], scores=scores[i], box=box_array[i].copy(), box_score=None)
-            for i in range(len(box_array))
-        ]
+    def estimate_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[Person]:
+        return self.detector.estimate_boxes(image, boxes).to_persons()
 
 
 @dataclass(frozen=True)
