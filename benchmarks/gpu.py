@@ -81,15 +81,15 @@ def time_pipeline(
 ) -> tuple[float, list]:
     """Seconds for one pass over ``images`` (maps out) and the (N, 133, 2) keypoints of each image."""
     injector = detector._det_backend
-    estimate_array = type(detector).estimate_array
+    estimate_arrays = type(detector).estimate_arrays
     keypoints: list[np.ndarray] = []
 
     def keeping(*args, **kwargs):
-        poses = estimate_array(detector, *args, **kwargs)
-        keypoints.append(poses.keypoints)
+        poses = estimate_arrays(detector, *args, **kwargs)
+        keypoints.extend(pose.keypoints for pose in poses)
         return poses
 
-    detector.estimate_array = keeping
+    detector.estimate_arrays = keeping
     _synchronize(device)
     start = time.perf_counter()
     for name, image in images:
@@ -98,7 +98,7 @@ def time_pipeline(
         detector(image, output_type="np")
     _synchronize(device)
     elapsed = time.perf_counter() - start
-    del detector.estimate_array
+    del detector.estimate_arrays
     return elapsed, keypoints
 
 

@@ -88,7 +88,7 @@ class Ours(common.Tool):
             self.detector._pose_backend = PerPersonBackend(pose_backend)
         cls = pipeline.DWposeDetector
         pipeline.resize_to_resolution = timer.wrap("resize", pipeline.resize_to_resolution)
-        cls.detect = timer.wrap("detect", cls.detect)
+        cls._detect_images = timer.wrap("detect", cls._detect_images)
         pipeline.build_crops = timer.wrap("crop", pipeline.build_crops)
         cls._run_pose = timer.wrap("pose", cls._run_pose)
         pipeline.decode_simcc = timer.wrap("decode", pipeline.decode_simcc)
@@ -97,7 +97,7 @@ class Ours(common.Tool):
             for name in ("to_openpose", "draw_openpose"):
                 if hasattr(module, name):
                     setattr(module, name, timer.wrap("render", getattr(module, name)))
-        cls.estimate_array = timer.wrap("estimate", cls.estimate_array)
+        cls.estimate_arrays = timer.wrap("estimate", cls.estimate_arrays)
         self.resolution = int(spec.get("detect_resolution", 512))
         self.det_inputs: list[np.ndarray] = []
         self.pose_inputs: list[np.ndarray] = []
@@ -120,7 +120,7 @@ class Ours(common.Tool):
         control_map = self.detector(
             image, detect_resolution=self.resolution, image_resolution=self.resolution, output_type="np"
         )
-        poses = self.timer.last_result["estimate"]
+        (poses,) = self.timer.last_result["estimate"]
         self.timer.totals.pop("estimate", None)
         self.last_pose_inputs = list(self.pose_inputs)
         return common.ToolOutput(poses.keypoints, poses.scores, control_map)
