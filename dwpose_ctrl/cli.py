@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--loaders", type=_non_negative_int, default=2, help="decoding threads (default: 2)")
     run.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=4,
+        help="images per network run of the local engine, when the models' batch is dynamic; "
+        "results are identical to 1 (default: 4)",
+    )
+    run.add_argument(
         "--max-pixels",
         type=_positive_int,
         default=MAX_PIXELS,
@@ -351,6 +358,7 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
                 engine=args.engine,
                 prefetch=args.prefetch,
                 loaders=args.loaders,
+                batch_size=args.batch_size,
                 ray_options=ray_options,
                 stop=stop,
                 on_result=on_result,

@@ -175,11 +175,12 @@ def torch_pose_onnx(tmp_path_factory):
 
 def test_torch_backend_batched_equals_one_by_one(models, images, torch_pose_onnx, monkeypatch):
     detector = DWposeDetector(models["det_fixed"], torch_pose_onnx, backend="torch")
+    images = [images[0], images[2], images[3]]  # 1, 2 and 0 persons: quick on two shared cores
     single = [detector.estimate_array(image) for image in images]
     det_runs = spy_on_runs(detector.det_backend, monkeypatch)
     pose_runs = spy_on_runs(detector.pose_backend, monkeypatch)
     batched = detector.estimate_arrays(images)
-    assert det_runs == [len(images)] and pose_runs == [sum(len(poses) for poses in single)]
+    assert det_runs == [len(images)] and pose_runs == [sum(len(poses) for poses in single)] == [3]
     # torch's CPU convolutions may round a batch differently from its items in the last bits (the
     # YOLOX-Nano's raw outputs differ by ~2e-6 on random inputs; RTMPose-t's were equal): boxes agree
     # to float32 rounding and every keypoint lands on the same SimCC bin (a different bin would
@@ -189,3 +190,83 @@ def test_torch_backend_batched_equals_one_by_one(models, images, torch_pose_onnx
         np.testing.assert_allclose(many.boxes, one.boxes, rtol=1e-5)
         np.testing.assert_allclose(many.keypoints, one.keypoints, rtol=0, atol=1e-3)
         np.testing.assert_allclose(many.scores, one.scores, rtol=1e-4, atol=1e-5)
+
+
+# the local render engine ------------------------------------------------------------------------
+
+
+def tree(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_local_engine_batches_images_and_writes_the_same_files(tmp_path, models, images, monkeypatch):
+    from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, render_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index, image in enumerate([*images, images[1]]):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    (folder / "3b.png").write_bytes(b"not an image")
+    job = JobSettings(render=RenderSettings(detect_resolution=256), outputs=OutputOptions(json=True))
+    detector = DWposeDetector(models["det_dynamic"], models["pose_dynamic"])
+    det_runs = spy_on_runs(detector.det_backend, monkeypatch)
+    reports = {}
+    for batch_size in (1, 3):
+        reports[batch_size] = render_files(
+            [str(folder)],
+            str(tmp_path / f"out{batch_size}"),
+            lambda: DetectorEstimator(detector),
+            job,
+            batch_size=batch_size,
+        )
+    assert tree(tmp_path / "out1") == tree(tmp_path / "out3") and len(tree(tmp_path / "out1")) == 10
+    for report in reports.values():
+        assert report.counts["done"] == 5 and report.counts["failed"] == 1
+    # one image per YOLOX run, then batches of 3 items in name order: 0-2, then 3, 3b (corrupt), 4
+    assert det_runs == [1] * 5 + [3, 2]
+
+
+class BatchFailsEstimator:
+    """A blob estimator whose batched call always fails and whose single call fails on black images."""
+
+    keypoint_threshold = 0.3
+
+    def __init__(self):
+        from render_fakes import BlobEstimator
+
+        self.blobs = BlobEstimator()
+        self.batched_calls = 0
+
+    def estimate(self, image, scale=1.0):
+        if image.max() == 0:
+            raise ValueError("a black image")
+        return self.blobs.estimate(image, scale)
+
+    def estimate_boxes(self, image, boxes):
+        return self.blobs.estimate_boxes(image, boxes)
+
+    def estimate_many(self, images, scales):
+        self.batched_calls += 1
+        raise ValueError("the batch failed")
+
+
+def test_local_engine_estimates_alone_when_a_batch_fails(tmp_path):
+    from render_fakes import blob_factory, blob_image
+
+    from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, render_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(blob_image(96, 128, [(10 + index * 7, 10, 30, 60)], seed=index)).save(
+            folder / f"{index}.png"
+        )
+    Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(folder / "2b.png")
+    job = JobSettings(render=RenderSettings(detect_resolution=128), outputs=OutputOptions(json=True))
+    estimator = BatchFailsEstimator()
+    report = render_files([str(folder)], str(tmp_path / "out"), lambda: estimator, job, batch_size=5)
+    assert estimator.batched_calls == 1
+    assert report.counts["done"] == 4 and [f.reason for f in report.failures] == ["a black image"]
+    (folder / "2b.png").unlink()
+    render_files([str(folder)], str(tmp_path / "alone"), blob_factory, job, batch_size=1)
+    assert tree(tmp_path / "out") == tree(tmp_path / "alone")

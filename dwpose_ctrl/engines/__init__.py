@@ -132,6 +132,7 @@ def render_files(
     engine: str = "local",
     prefetch: int = 4,
     loaders: int = 2,
+    batch_size: int = 4,
     ray_options: dict | None = None,
     stop: threading.Event | None = None,
     on_result: ResultCallback | None = None,
@@ -141,7 +142,8 @@ def render_files(
     """Render every input below ``output_root``; return the report (never raises for bad inputs).
 
     Inputs that cannot even be planned (missing, symlink loops, ...) are reported as failed.
-    ``engine`` is ``"local"`` or ``"ray"`` (``ray_options`` go to :class:`RayEngine`).
+    ``engine`` is ``"local"`` or ``"ray"`` (``ray_options`` go to :class:`RayEngine`); the local
+    engine estimates up to ``batch_size`` images per batched call.
     """
     job = job or JobSettings()
     storage = storage or Storage()
@@ -165,7 +167,9 @@ def render_files(
         runner = RayEngine(estimator_factory, job, storage, **(ray_options or {}))
         report = runner.run(items, overwrite=overwrite, stop=stop, on_result=on_result)
     else:
-        runner = LocalEngine(estimator_factory(), job, storage, prefetch=prefetch, loaders=loaders)
+        runner = LocalEngine(
+            estimator_factory(), job, storage, prefetch=prefetch, loaders=loaders, batch_size=batch_size
+        )
         report = runner.run(items, overwrite=overwrite, stop=stop, on_result=on_result, on_frame=on_frame)
     report.results[:0] = problem_results
     if job.outputs.metadata and not report.interrupted:

@@ -2,8 +2,10 @@
 
 Images are read, decoded and resized for detection by ``loaders`` threads up to ``prefetch``
 items ahead of the inference, which is all the calling thread does (one detector, its runtimes
-use the cores); drawing, encoding and atomic writes run in a background thread up to
-``prefetch`` items behind. Videos stream
+use the cores); with ``batch_size > 1`` it takes up to that many consecutive images at once and
+estimates them in one batched call (when the estimator has ``estimate_many``, as
+:class:`~dwpose_ctrl.engines.pose.DetectorEstimator` does); drawing, encoding and atomic writes
+run in a background thread up to ``prefetch`` items behind. Videos stream
 frame by frame with the same overlap inside :func:`~dwpose_ctrl.engines.item.render_video`.
 """
 
@@ -58,13 +60,22 @@ def split_done(
 
 @dataclass
 class LocalEngine:
-    """Runs work items in this process. ``prefetch=0`` and ``loaders=0`` run every stage in turn."""
+    """Runs work items in this process. ``prefetch=0`` and ``loaders=0`` run every stage in turn.
+
+    ``batch_size``: images estimated together in one call of the estimator's ``estimate_many``
+    (ignored by estimators without it); the results equal one image at a time.
+    """
 
     estimator: PoseEstimator
     job: JobSettings
     storage: Storage
     prefetch: int = 4
     loaders: int = 2
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
 
     def run(
         self,
@@ -117,7 +128,16 @@ class LocalEngine:
                 if item.kind == "video":
                     record(item, process_item(item, self.estimator, self.job, self.storage, stop, on_frame))
                     continue
-                self._image(item, future, writer, record)
+                batch = [(item, future)]
+                while (
+                    self._batches
+                    and len(batch) < self.batch_size
+                    and pending
+                    and pending[0][0].kind == "image"
+                ):
+                    batch.append(pending.popleft())
+                    refill()
+                self._images(batch, writer, record)
         finally:
             for _, future in pending:
                 if future is not None:
@@ -134,18 +154,53 @@ class LocalEngine:
             report.add(result)
         return report
 
-    def _image(self, item: WorkItem, future: Future | None, writer: BackgroundWorker, record) -> None:
+    @property
+    def _batches(self) -> bool:
+        return self.batch_size > 1 and callable(getattr(self.estimator, "estimate_many", None))
+
+    def _images(self, batch: list[tuple[WorkItem, Future | None]], writer: BackgroundWorker, record) -> None:
+        """Load, estimate (batched when possible) and queue the writes of consecutive image items.
+
+        When the batched call fails, each image is estimated alone, so only the bad one fails.
+        """
         started = time.perf_counter()
+        loaded_items: list[tuple[WorkItem, LoadedImage]] = []
+        for item, future in batch:
+            try:
+                loaded = future.result() if future is not None else read_image(item, self.storage, self.job)
+            except Exception as error:
+                self._fail(item, error, started, record)
+            else:
+                loaded_items.append((item, loaded))
+        if len(loaded_items) > 1:
+            try:
+                found = self.estimator.estimate_many(
+                    [loaded.detection_image for _, loaded in loaded_items],
+                    [loaded.scale for _, loaded in loaded_items],
+                )
+            except Exception:
+                found = None
+            if found is not None:
+                for (item, loaded), persons in zip(loaded_items, found, strict=True):
+                    self._write(item, loaded, persons, started, writer, record)
+                return
+        for item, loaded in loaded_items:
+            try:
+                persons = estimate_image(loaded, self.estimator)
+            except Exception as error:
+                self._fail(item, error, started, record)
+            else:
+                self._write(item, loaded, persons, started, writer, record)
+
+    @staticmethod
+    def _fail(item: WorkItem, error: Exception, started: float, record) -> None:
+        seconds = time.perf_counter() - started
+        record(item, ItemResult(item.source.location, FAILED, describe_error(error), seconds=seconds))
+
+    def _write(
+        self, item: WorkItem, loaded: LoadedImage, persons, started: float, writer: BackgroundWorker, record
+    ) -> None:
         location = item.source.location
-        try:
-            loaded = future.result() if future is not None else read_image(item, self.storage, self.job)
-            persons = estimate_image(loaded, self.estimator)
-        except Exception as error:
-            record(
-                item,
-                ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started),
-            )
-            return
 
         def write() -> None:
             try:
