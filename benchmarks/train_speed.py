@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dwpose_ctrl.codec import encode_simcc
 from training.config import EmaConfig, ModelConfig, OptimConfig, TrainConfig
 from training.data.dataset import Batch
-from training.engine import PoseTask, TrainStep, build_model
+from training.engine import TrainStep, default_task, parameter_groups
 
 
 def random_batch(
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="mixed precision")
     parser.add_argument("--no-ema", action="store_true", help="skip the EMA update")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="plain eager PyTorch as mmpose runs it: NCHW, for-loop AdamW (implies --no-channels-last)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,18 +77,18 @@ def main(argv: list[str] | None = None) -> dict:
         optim=OptimConfig(),
         ema=EmaConfig(enabled=not args.no_ema),
         amp=args.amp,
-        channels_last=not args.no_channels_last,
+        channels_last=not (args.no_channels_last or args.baseline),
+        compile=args.compile,
     )
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model(config)
-    if args.compile:
-        model = torch.compile(model)
-    task = PoseTask(model).to(device)
+    task = default_task(config).to(device)
     if config.channels_last:
         task = task.to(memory_format=torch.channels_last)
     task.train()
     step = TrainStep(task, config, device, base_lr=1e-4, distributed=False)
+    if args.baseline:
+        step.optimizer = torch.optim.AdamW(parameter_groups(task, 0.05), lr=1e-4, foreach=False)
     batch = random_batch(args.batch, (height, width), config.model.label_sigma)
     for _ in range(args.warmup):
         step(batch, 0, 1e-4)
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "channels_last": config.channels_last,
         "compile": args.compile,
+        "baseline": args.baseline,
         "amp": args.amp,
         "ema": not args.no_ema,
         "median_step_s": round(median, 4),

@@ -126,6 +126,7 @@ class TrainConfig:
     final_stage_epochs: int = 30
     amp: str = "none"
     channels_last: bool = True
+    compile: bool = False
     seed: int = 0
     val_interval: int = 10
     val_flip_test: bool = True

@@ -37,7 +37,14 @@ from dwpose_ctrl.keypoints import KeypointMetadata
 from dwpose_ctrl.models import build_rtmpose
 from dwpose_ctrl.models.checkpoints import load_state_dict
 from training.config import DatasetConfig, TrainConfig
-from training.data.dataset import Batch, EpochSampler, TopDownDataset, collate_samples, worker_init
+from training.data.dataset import (
+    Batch,
+    EpochSampler,
+    TopDownDataset,
+    collate_samples,
+    worker_init,
+    worker_start_method,
+)
 from training.data.instances import PersonInstance, load_coco_wholebody
 from training.data.ubody import load_ubody
 from training.evaluate import evaluate_results, predictions_to_results
@@ -133,7 +140,12 @@ TaskFactory = Callable[[TrainConfig], nn.Module]
 
 
 def default_task(config: TrainConfig) -> nn.Module:
-    return PoseTask(build_model(config))
+    """:class:`PoseTask` of the config's model; compiled in place (same state-dict names) when
+    ``config.compile``."""
+    model = build_model(config)
+    if config.compile:
+        model.compile()
+    return PoseTask(model)
 
 
 def shipping_state_dict(task: nn.Module) -> dict[str, torch.Tensor]:
@@ -621,6 +633,7 @@ def train(
         pin_memory=context.device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
         worker_init_fn=worker_init,
+        multiprocessing_context=worker_start_method(config.data.num_workers),
     )
     step_fn = TrainStep(task, config, context.device, base_lr, context.enabled)
     optimizer, scaler, ema = step_fn.optimizer, step_fn.scaler, step_fn.ema
