@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from dwpose_ctrl import topdown
 from dwpose_ctrl.codec import decode_simcc
 from dwpose_ctrl.keypoints import KeypointMetadata
-from training.data.dataset import read_rgb, worker_init
+from training.data.dataset import read_rgb, worker_init, worker_start_method
 from training.data.instances import PersonInstance
 from training.evaluate import TopDownPrediction
 
@@ -70,6 +70,7 @@ def predict_topdown(
         shuffle=False,
         num_workers=num_workers,
         worker_init_fn=worker_init if num_workers else None,
+        multiprocessing_context=worker_start_method(num_workers),
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     predictions: list[TopDownPrediction] = []

@@ -8,6 +8,7 @@ do not depend on the number of workers or processes, and a resumed run sees the 
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -168,6 +169,18 @@ class EpochSampler(Sampler):
         order = np.resize(order, total)
         for index in order[self.rank : total : self.world_size]:
             yield SampleKey(int(index), self.epoch)
+
+
+def worker_start_method(num_workers: int) -> str | None:
+    """How DataLoader workers start: from a fork server rather than a fork of this process.
+
+    A plain fork copies the locks of the threads running at that moment (OpenCV's and OpenMP's
+    pools, a render engine's loader threads); a worker can then hang for ever on the first such
+    lock it takes. The fork server is a clean single-threaded process.
+    """
+    if num_workers > 0 and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return None
 
 
 def worker_init(_worker_id: int) -> None:
