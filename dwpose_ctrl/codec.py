@@ -24,7 +24,8 @@ def decode_simcc(
     """
     if simcc_x.ndim != 3 or simcc_y.ndim != 3 or simcc_x.shape[:2] != simcc_y.shape[:2]:
         raise ValueError(
-            f"SimCC outputs must be (N, K, bins) with matching N and K, got {simcc_x.shape} and {simcc_y.shape}"
+            "SimCC outputs must be (N, K, bins) with matching N and K, "
+            f"got {simcc_x.shape} and {simcc_y.shape}"
         )
     x_bins = np.argmax(simcc_x, axis=2)
     y_bins = np.argmax(simcc_y, axis=2)
