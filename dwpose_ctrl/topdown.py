@@ -15,6 +15,10 @@ import numpy as np
 BOX_PADDING = 1.25
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53])
 PIXEL_STD = np.array([58.395, 57.12, 57.375])
+# float32((v - mean) / std) computed in float64 for every uint8 value v, per channel: (3, 256).
+_NORMALISED_UINT8 = (
+    (np.arange(256, dtype=np.float64)[None, :] - PIXEL_MEAN[:, None]) / PIXEL_STD[:, None]
+).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,21 @@ def crop(image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: t
     )
 
 
-def normalise(crop_image: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 RGB -> (3, h, w) float32 with the ImageNet mean/std (computed in float64)."""
-    return ((crop_image - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1).astype(np.float32)
+def normalise(crop_image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (3, h, w) float32 with the ImageNet mean/std (computed in float64).
+
+    For uint8 crops the result only depends on the value and the channel, so it is read from a
+    table holding exactly ``float32((v - mean) / std)`` (computed in float64) for the 256 values:
+    the same numbers as the arithmetic, several times faster. ``out`` receives the result if given.
+    """
+    if out is None:
+        out = np.empty((3, *crop_image.shape[:2]), dtype=np.float32)
+    if crop_image.dtype == np.uint8:
+        for channel in range(3):
+            np.take(_NORMALISED_UINT8[channel], crop_image[:, :, channel], out=out[channel])
+    else:
+        out[...] = ((crop_image - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1)
+    return out
 
 
 def build_crops(image: np.ndarray, boxes: np.ndarray, model_size: tuple[int, int]) -> CropBatch:
@@ -88,9 +104,9 @@ def build_crops(image: np.ndarray, boxes: np.ndarray, model_size: tuple[int, int
     input_size = (width, height)
     centers, scales = box_to_center_scale(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
     scales = fix_aspect_ratio(scales, width / height)
-    inputs = np.zeros((len(boxes), 3, height, width), dtype=np.float32)
+    inputs = np.empty((len(boxes), 3, height, width), dtype=np.float32)
     for index, (center, scale) in enumerate(zip(centers, scales, strict=True)):
-        inputs[index] = normalise(crop(image, center, scale, input_size))
+        normalise(crop(image, center, scale, input_size), out=inputs[index])
     return CropBatch(inputs, centers, scales)
 
 

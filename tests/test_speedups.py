@@ -1,0 +1,41 @@
+"""The speed-ups around the networks give exactly the numbers of the plain computations they replace."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dwpose_ctrl.topdown import PIXEL_MEAN, PIXEL_STD, build_crops, normalise, warp_matrix
+
+
+def _plain_normalise(crop: np.ndarray) -> np.ndarray:
+    return ((crop - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1).astype(np.float32)
+
+
+def test_normalise_table_equals_the_float64_arithmetic_for_every_uint8_value():
+    values = np.arange(256, dtype=np.uint8)
+    crop = np.stack([values, np.roll(values, 85), np.roll(values, 170)], axis=-1).reshape(16, 16, 3)
+    np.testing.assert_array_equal(normalise(crop), _plain_normalise(crop))
+
+
+def test_normalise_of_other_dtypes_keeps_the_arithmetic():
+    crop = np.random.default_rng(0).uniform(0, 255, (5, 4, 3))
+    np.testing.assert_array_equal(normalise(crop), _plain_normalise(crop))
+
+
+def test_normalise_writes_into_out():
+    crop = np.random.default_rng(1).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    out = np.full((3, 8, 6), np.nan, dtype=np.float32)
+    assert normalise(crop, out=out) is out
+    np.testing.assert_array_equal(out, _plain_normalise(crop))
+
+
+def test_build_crops_matches_plain_crop_and_normalise():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    boxes = np.array([[5.0, 10.0, 60.0, 100.0], [-20.0, 30.0, 80.0, 140.0]])
+    crops = build_crops(image, boxes, (64, 48))
+    for index in range(len(boxes)):
+        center, scale = crops.centers[index], crops.scales[index]
+        plain = cv2.warpAffine(image, warp_matrix(center, scale, (48, 64)), (48, 64), flags=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(crops.inputs[index], _plain_normalise(plain))
