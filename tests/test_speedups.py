@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from dwpose_ctrl.topdown import PIXEL_MEAN, PIXEL_STD, build_crops, normalise, warp_matrix
 
@@ -39,3 +40,26 @@ def test_build_crops_matches_plain_crop_and_normalise():
         center, scale = crops.centers[index], crops.scales[index]
         plain = cv2.warpAffine(image, warp_matrix(center, scale, (48, 64)), (48, 64), flags=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(crops.inputs[index], _plain_normalise(plain))
+
+
+def test_onnx_backend_runs_large_cpu_batches_in_chunks_with_the_same_outputs(tmp_path):
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.runtime import CPU_MAX_BATCH, OnnxBackend
+
+    model = pose_like(tmp_path / "pose.onnx", input_size=(32, 24))
+    batch = np.random.default_rng(4).standard_normal((7, 3, 32, 24)).astype(np.float32)
+    whole = OnnxBackend(model, max_batch=None).run(batch)
+    chunked_backend = OnnxBackend(model, max_batch=3)
+    calls = []
+    run = chunked_backend.session.run
+    chunked_backend.session.run = lambda names, feed: (
+        calls.append(len(next(iter(feed.values())))) or run(names, feed)
+    )
+    chunked = chunked_backend.run(batch)
+    assert calls == [3, 3, 1]
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert OnnxBackend(model).max_batch == CPU_MAX_BATCH
+    with pytest.raises(ValueError, match="max_batch"):
+        OnnxBackend(model, max_batch=0)
