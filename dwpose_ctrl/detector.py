@@ -207,14 +207,14 @@ class DWposeDetector:
         Every letterboxed input has the model's fixed size, so they always stack into one batch.
         """
         backend = self.det_backend
-        if self.mode != "reference":
-            images = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
+        bgr = self.mode != "reference"  # YOLOX was trained on BGR; the reference feeds RGB
         if len(images) == 1 or not backend.dynamic_batch:
             return [
-                detect_persons(backend, image, self.score_threshold, self.nms_threshold) for image in images
+                detect_persons(backend, image, self.score_threshold, self.nms_threshold, reverse_channels=bgr)
+                for image in images
             ]
         input_size = backend.input_size
-        letterboxed = [letterbox(image, input_size) for image in images]
+        letterboxed = [letterbox(image, input_size, reverse_channels=bgr) for image in images]
         raw = backend.run(np.concatenate([batch for batch, _ in letterboxed]))[0]
         detections = []
         for index, (_, ratio) in enumerate(letterboxed):

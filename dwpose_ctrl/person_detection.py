@@ -39,11 +39,15 @@ class Detections:
         return cls(np.zeros((0, 4), np.float64), np.zeros((0,), np.float64))
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def letterbox(
+    image: np.ndarray, input_size: tuple[int, int], reverse_channels: bool = False
+) -> tuple[np.ndarray, float]:
     """Resize keeping the aspect ratio, paste at the top-left of a 114-filled canvas.
 
     ``input_size`` is the model's (height, width). Returns the (1, 3, H, W) float32 batch (values
-    0-255, channel order as given) and the resize ratio ``r``.
+    0-255, channel order as given, or reversed with ``reverse_channels``: RGB in, BGR out) and the
+    resize ratio ``r``. Reversing here costs nothing (the float conversion copies anyway) and gives
+    exactly the batch of the reversed image, as the resize treats channels independently.
     """
     input_height, input_width = input_size
     height, width = image.shape[:2]
@@ -53,7 +57,10 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarra
     if new_width > 0 and new_height > 0:
         resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
         canvas[:new_height, :new_width] = resized
-    batch = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32)
+    planes = canvas.transpose(2, 0, 1)
+    if reverse_channels:
+        planes = planes[::-1]
+    batch = np.ascontiguousarray(planes[None], dtype=np.float32)
     return batch, ratio
 
 
@@ -168,10 +175,15 @@ def detect_persons(
     score_threshold: float = 0.3,
     nms_threshold: float = 0.45,
     candidate_threshold: float = 0.1,
+    reverse_channels: bool = False,
 ) -> Detections:
-    """Run YOLOX on an HWC uint8 image (channel order as the model expects) and return person boxes."""
+    """Run YOLOX on an HWC uint8 image and return person boxes.
+
+    The image's channel order must be the model's, unless ``reverse_channels`` (e.g. an RGB image
+    for a detector trained on BGR): then the channels are swapped inside :func:`letterbox`.
+    """
     input_size = backend.input_size
-    batch, ratio = letterbox(image, input_size)
+    batch, ratio = letterbox(image, input_size, reverse_channels)
     outputs = backend.run(batch)
     boxes, scores = decode_yolox(outputs[0], input_size, ratio)
     return person_boxes(boxes, scores, score_threshold, nms_threshold, candidate_threshold)

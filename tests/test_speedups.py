@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dwpose_ctrl.person_detection import letterbox
 from dwpose_ctrl.topdown import PIXEL_MEAN, PIXEL_STD, build_crops, normalise, warp_matrix
 
 
@@ -63,3 +64,13 @@ def test_onnx_backend_runs_large_cpu_batches_in_chunks_with_the_same_outputs(tmp
     assert OnnxBackend(model).max_batch == CPU_MAX_BATCH
     with pytest.raises(ValueError, match="max_batch"):
         OnnxBackend(model, max_batch=0)
+
+
+def test_letterbox_reversing_channels_equals_letterboxing_the_reversed_image():
+    image = np.random.default_rng(3).integers(0, 256, (77, 131, 3), dtype=np.uint8)
+    for size in ((64, 64), (96, 64)):
+        reversed_first, ratio_first = letterbox(np.ascontiguousarray(image[:, :, ::-1]), size)
+        reversed_inside, ratio_inside = letterbox(image, size, reverse_channels=True)
+        assert ratio_first == ratio_inside
+        np.testing.assert_array_equal(reversed_inside, reversed_first)
+        assert reversed_inside.flags.c_contiguous and reversed_inside.dtype == np.float32
