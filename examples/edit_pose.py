@@ -20,20 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import example_utils as utils
 import numpy as np
-from example_utils import (
-    EXAMPLE_POSES,
-    SD15_CONTROLNET,
-    SD15_MODEL,
-    add_detector_arguments,
-    add_pipeline_arguments,
-    build_detector,
-    generate,
-    load_pipeline,
-    output_dir,
-    positive_int,
-    side_by_side,
-)
 from PIL import Image
 
 from dwpose_ctrl.diffusers_utils import pipeline_size
@@ -189,11 +177,9 @@ def _move(text: str) -> tuple[str, tuple[float, float]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = utils.example_parser(__doc__, "outputs/edit_pose")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--pose", default=str(EXAMPLE_POSES / "waving.json"), help="OpenPose JSON file")
+    source.add_argument("--pose", default=str(utils.EXAMPLE_POSES / "waving.json"), help="OpenPose JSON file")
     source.add_argument("--image", help="detect the pose in this photo instead")
     parser.add_argument("--person", type=int, help="edit only this person (default: everyone)")
     parser.add_argument("--rotate", type=_rotation, action="append", default=[], metavar="LIMB=DEGREES")
@@ -202,12 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="store_true")
     parser.add_argument("--drop", choices=PARTS, action="append", default=[])
     parser.add_argument("--generate", action="store_true", help="also generate an image from the edited pose")
-    parser.add_argument(
-        "--resolution", type=positive_int, default=512, help="short side of the maps and the result"
-    )
-    parser.add_argument("--output-dir", default="outputs/edit_pose")
-    add_detector_arguments(parser)
-    add_pipeline_arguments(parser, SD15_MODEL, SD15_CONTROLNET, steps=20)
+    utils.add_resolution_argument(parser, sizes="the maps and the result")
+    utils.add_detector_arguments(parser)
+    utils.add_pipeline_arguments(parser, utils.SD15_MODEL, utils.SD15_CONTROLNET, steps=20)
     return parser
 
 
@@ -229,10 +212,10 @@ def edit(person: OpenPosePerson, frame: OpenPoseFrame, args: argparse.Namespace)
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    out = output_dir(args.output_dir)
+    out = utils.output_dir(args.output_dir)
     if args.image:
         photo = Image.open(args.image).convert("RGB")
-        persons = build_detector(args).estimate(photo, detect_resolution=args.detect_resolution)
+        persons = utils.build_detector(args).estimate(photo, detect_resolution=args.detect_resolution)
         frame = persons_to_openpose(persons, photo.width, photo.height)
     else:
         frame = read_json(args.pose)
@@ -257,11 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     maps[1].save(out / "edited.png")
     shown = list(maps)
     if args.generate:
-        pipe = load_pipeline(args)
-        (result,) = generate(pipe, args, maps[1], width, height)
-        result.save(out / "result.png")
-        shown.append(result)
-    side_by_side(shown).save(out / "comparison.png")
+        shown.append(utils.generate_result(args, maps[1], width, height, out))
+    utils.side_by_side(shown).save(out / "comparison.png")
     print(f"wrote edited.json, edited.png and comparison.png to {out}")
 
 

@@ -34,8 +34,34 @@ def warn_if_empty(control: Image.Image) -> None:
         print("warning: no person was found; the control map is empty")
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pose detector")
+def example_parser(description: str, default_output_dir: str) -> argparse.ArgumentParser:
+    """A parser that prints ``description`` (the script's docstring) as written, with ``--output-dir``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output-dir", default=default_output_dir, help="folder for the outputs (default: %(default)s)"
+    )
+    return parser
+
+
+def add_resolution_argument(
+    parser: argparse.ArgumentParser, default: int = 512, sizes: str = "the map and the result"
+) -> None:
+    """``--resolution``: the short side of ``sizes``."""
+    parser.add_argument(
+        "--resolution",
+        type=positive_int,
+        default=default,
+        help=f"short side of {sizes} (default: %(default)s)",
+    )
+
+
+def add_detector_arguments(
+    parser: argparse.ArgumentParser, title: str = "pose detector"
+) -> argparse._ArgumentGroup:
+    """The DWposeDetector options, in a help group named ``title`` (returned, for more options)."""
+    group = parser.add_argument_group(title)
     group.add_argument(
         "--det-model",
         metavar="PATH_OR_NAME",
@@ -53,6 +79,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
         default=512,
         help="short side used for detection (default: 512)",
     )
+    return group
 
 
 def build_detector(args: argparse.Namespace, **options) -> DWposeDetector:
@@ -62,9 +89,21 @@ def build_detector(args: argparse.Namespace, **options) -> DWposeDetector:
     )
 
 
+def control_map(args: argparse.Namespace, photo: Image.Image, **options) -> Image.Image:
+    """The OpenPose map of ``photo``: short side ``--resolution``, detected at ``--detect-resolution``.
+
+    ``options`` go to the detector call (e.g. stick_scaling).
+    """
+    detector = build_detector(args)
+    return detector(
+        photo, detect_resolution=args.detect_resolution, image_resolution=args.resolution, **options
+    )
+
+
 def add_pipeline_arguments(
     parser: argparse.ArgumentParser, model_id: str, controlnet_id: str, steps: int
 ) -> None:
+    """The diffusers pipeline and generation options; the model ids and step count default as given."""
     group = parser.add_argument_group("diffusers pipeline")
     group.add_argument(
         "--model-id", default=model_id, help="base model: Hub id or local folder (default: %(default)s)"
@@ -154,6 +193,16 @@ def generate(pipe, args: argparse.Namespace, control, width: int, height: int, p
         generator=generator,
     )
     return result.images
+
+
+def generate_result(
+    args: argparse.Namespace, control: Image.Image, width: int, height: int, out: Path, sdxl: bool = False
+) -> Image.Image:
+    """Load the pipeline, generate one image from ``control`` and save it as ``out / "result.png"``."""
+    pipe = load_pipeline(args, sdxl=sdxl)
+    (result,) = generate(pipe, args, control, width, height)
+    result.save(out / "result.png")
+    return result
 
 
 def output_dir(path: str | Path) -> Path:

@@ -14,20 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import example_utils as utils
 import numpy as np
-from example_utils import (
-    EXAMPLE_IMAGES,
-    SD15_CONTROLNET,
-    SD15_MODEL,
-    add_detector_arguments,
-    add_pipeline_arguments,
-    build_detector,
-    generate,
-    load_pipeline,
-    output_dir,
-    positive_int,
-    side_by_side,
-)
 from PIL import Image
 
 from dwpose_ctrl.diffusers_utils import pipeline_size
@@ -36,24 +24,19 @@ from dwpose_ctrl.render import RenderOptions, draw_openpose
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = utils.example_parser(__doc__, "outputs/multi_person")
     parser.add_argument(
         "--image",
         nargs="+",
-        default=[str(EXAMPLE_IMAGES / "astronaut.png"), str(EXAMPLE_IMAGES / "grace_hopper.jpg")],
+        default=[str(utils.EXAMPLE_IMAGES / "astronaut.png"), str(utils.EXAMPLE_IMAGES / "grace_hopper.jpg")],
         help="one group photo, or several photos put side by side",
     )
-    parser.add_argument("--max-persons", type=positive_int, help="keep at most the N largest persons")
+    parser.add_argument("--max-persons", type=utils.positive_int, help="keep at most the N largest persons")
     parser.add_argument("--keep", type=int, nargs="+", metavar="INDEX", help="persons to keep (0 = leftmost)")
-    parser.add_argument(
-        "--resolution", type=positive_int, default=512, help="short side of the map and the result"
-    )
+    utils.add_resolution_argument(parser)
     parser.add_argument("--skip-generation", action="store_true", help="stop after writing the maps")
-    parser.add_argument("--output-dir", default="outputs/multi_person")
-    add_detector_arguments(parser)
-    add_pipeline_arguments(parser, SD15_MODEL, SD15_CONTROLNET, steps=20)
+    utils.add_detector_arguments(parser)
+    utils.add_pipeline_arguments(parser, utils.SD15_MODEL, utils.SD15_CONTROLNET, steps=20)
     parser.set_defaults(prompt="two people posing for a photo, best quality, detailed")
     return parser
 
@@ -61,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    out = output_dir(args.output_dir)
+    out = utils.output_dir(args.output_dir)
     photos = [Image.open(path).convert("RGB") for path in args.image]
-    photo = photos[0] if len(photos) == 1 else side_by_side(photos)
+    photo = photos[0] if len(photos) == 1 else utils.side_by_side(photos)
 
-    detector = build_detector(args, max_persons=args.max_persons)
+    detector = utils.build_detector(args, max_persons=args.max_persons)
     persons = detector.estimate(photo, detect_resolution=args.detect_resolution)  # photo pixels
     persons = sorted(persons, key=lambda person: person.box[0])
     for index, person in enumerate(persons):
@@ -93,10 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.skip_generation:
         return
 
-    pipe = load_pipeline(args)
-    (result,) = generate(pipe, args, control, width, height)
-    result.save(out / "result.png")
-    side_by_side([Image.fromarray(overlay), control, result]).save(out / "comparison.png")
+    result = utils.generate_result(args, control, width, height, out)
+    utils.side_by_side([Image.fromarray(overlay), control, result]).save(out / "comparison.png")
     print(f"wrote {out / 'result.png'} and {out / 'comparison.png'}")
 
 

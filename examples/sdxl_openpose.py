@@ -17,38 +17,23 @@ from __future__ import annotations
 
 import argparse
 
-from example_utils import (
-    EXAMPLE_IMAGES,
-    SDXL_CONTROLNET,
-    SDXL_MODEL,
-    add_detector_arguments,
-    add_pipeline_arguments,
-    build_detector,
-    generate,
-    load_pipeline,
-    output_dir,
-    positive_int,
-    side_by_side,
-    warn_if_empty,
-)
+import example_utils as utils
 from PIL import Image
 
 from dwpose_ctrl.diffusers_utils import FIT_MODES, fit_control_image, pipeline_size
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--image", default=str(EXAMPLE_IMAGES / "astronaut.png"), help="photo with a person")
+    parser = utils.example_parser(__doc__, "outputs/sdxl_openpose")
     parser.add_argument(
-        "--resolution", type=positive_int, default=1024, help="short side of the map (default: 1024)"
+        "--image", default=str(utils.EXAMPLE_IMAGES / "astronaut.png"), help="photo with a person"
     )
+    utils.add_resolution_argument(parser, default=1024, sizes="the map")
     parser.add_argument(
-        "--width", type=positive_int, help="result width, a multiple of 8 (default: the map's)"
+        "--width", type=utils.positive_int, help="result width, a multiple of 8 (default: the map's)"
     )
     parser.add_argument(
-        "--height", type=positive_int, help="result height, a multiple of 8 (default: the map's)"
+        "--height", type=utils.positive_int, help="result height, a multiple of 8 (default: the map's)"
     )
     parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="how the map meets --width/--height")
     parser.add_argument(
@@ -58,9 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="thicker limbs for SDXL ControlNets (default: on)",
     )
     parser.add_argument("--vae-id", help="replacement VAE, e.g. madebyollin/sdxl-vae-fp16-fix")
-    parser.add_argument("--output-dir", default="outputs/sdxl_openpose")
-    add_detector_arguments(parser)
-    add_pipeline_arguments(parser, SDXL_MODEL, SDXL_CONTROLNET, steps=30)
+    utils.add_detector_arguments(parser)
+    utils.add_pipeline_arguments(parser, utils.SDXL_MODEL, utils.SDXL_CONTROLNET, steps=30)
     return parser
 
 
@@ -69,28 +53,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.width is None) != (args.height is None):
         parser.error("give both --width and --height, or neither")
-    out = output_dir(args.output_dir)
+    out = utils.output_dir(args.output_dir)
     photo = Image.open(args.image).convert("RGB")
 
-    detector = build_detector(args)
-    control = detector(
-        photo,
-        detect_resolution=args.detect_resolution,
-        image_resolution=args.resolution,
-        stick_scaling=args.stick_scaling,
-    )
+    control = utils.control_map(args, photo, stick_scaling=args.stick_scaling)
     if args.width is None:
         width, height = pipeline_size(control)
     else:
         width, height = args.width, args.height
         control = fit_control_image(control, width, height, mode=args.fit)
-    warn_if_empty(control)
+    utils.warn_if_empty(control)
     control.save(out / "control.png")
 
-    pipe = load_pipeline(args, sdxl=True)
-    (result,) = generate(pipe, args, control, width, height)
-    result.save(out / "result.png")
-    side_by_side([photo, control, result]).save(out / "comparison.png")
+    result = utils.generate_result(args, control, width, height, out, sdxl=True)
+    utils.side_by_side([photo, control, result]).save(out / "comparison.png")
     print(
         f"wrote {out / 'control.png'}, {out / 'result.png'} and {out / 'comparison.png'} ({width}x{height})"
     )

@@ -15,15 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from example_utils import (
-    SD15_CONTROLNET,
-    SD15_MODEL,
-    add_pipeline_arguments,
-    generate,
-    load_pipeline,
-    output_dir,
-    positive_int,
-)
+import example_utils as utils
 from PIL import Image
 
 from dwpose_ctrl import cli
@@ -32,35 +24,27 @@ from dwpose_ctrl.video import open_video
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = utils.example_parser(__doc__, "outputs/video_pose_transfer")
     parser.add_argument("--video", required=True, help="input video (anything PyAV/FFmpeg reads)")
     parser.add_argument(
-        "--every", type=positive_int, default=1, help="generate for every N-th frame (default: 1)"
+        "--every", type=utils.positive_int, default=1, help="generate for every N-th frame (default: 1)"
     )
     parser.add_argument(
-        "--max-frames", type=positive_int, default=16, help="at most this many results (default: 16)"
+        "--max-frames", type=utils.positive_int, default=16, help="at most this many results (default: 16)"
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=4, help="maps per pipeline call (default: 4)"
+        "--batch-size", type=utils.positive_int, default=4, help="maps per pipeline call (default: 4)"
     )
-    parser.add_argument("--resolution", type=positive_int, default=512, help="short side of maps and results")
+    utils.add_resolution_argument(parser, sizes="the maps and the results")
     parser.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time")
-    parser.add_argument("--output-dir", default="outputs/video_pose_transfer")
-    group = parser.add_argument_group("pose detector (passed to dwpose-render)")
-    group.add_argument("--det-model", metavar="PATH_OR_NAME", help="person detector (default: yolox_l.onnx)")
+    group = utils.add_detector_arguments(parser, title="pose detector (passed to dwpose-render)")
     group.add_argument(
-        "--pose-model", metavar="PATH_OR_NAME", help="pose model (default: dw-ll_ucoco_384.onnx)"
+        "--detect-every",
+        type=utils.positive_int,
+        default=1,
+        help="detect persons every N frames, track between",
     )
-    group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    group.add_argument(
-        "--detect-resolution", type=positive_int, default=512, help="short side used for detection"
-    )
-    group.add_argument(
-        "--detect-every", type=positive_int, default=1, help="detect persons every N frames, track between"
-    )
-    add_pipeline_arguments(parser, SD15_MODEL, SD15_CONTROLNET, steps=20)
+    utils.add_pipeline_arguments(parser, utils.SD15_MODEL, utils.SD15_CONTROLNET, steps=20)
     return parser
 
 
@@ -89,7 +73,7 @@ def render_maps(args: argparse.Namespace, maps_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    out = output_dir(args.output_dir)
+    out = utils.output_dir(args.output_dir)
     map_paths = render_maps(args, out / "maps")[:: args.every][: args.max_frames]
     if not map_paths:
         raise SystemExit(f"no frames were rendered from {args.video}")
@@ -101,13 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     controls = [Image.open(path).convert("RGB") for path in map_paths]
     width, height = pipeline_size(controls[0])
     controls = fit_control_image(controls, width, height)
-    pipe = load_pipeline(args)
-    frames_dir = output_dir(out / "frames")
+    pipe = utils.load_pipeline(args)
+    frames_dir = utils.output_dir(out / "frames")
     results: list[Image.Image] = []
     for start in range(0, len(controls), args.batch_size):
         batch = controls[start : start + args.batch_size]
         # The same seed for every batch: the subject changes as little as possible between frames.
-        results += generate(pipe, args, batch, width, height)
+        results += utils.generate(pipe, args, batch, width, height)
     for path, result in zip(map_paths, results, strict=True):
         result.save(frames_dir / path.name)
     results[0].save(out / "result.gif", save_all=True, append_images=results[1:], duration=frame_ms, loop=0)
