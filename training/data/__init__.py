@@ -1,0 +1,1 @@
+"""Datasets (COCO-WholeBody, UBody, synthetic), augmentations and the top-down training dataset."""
