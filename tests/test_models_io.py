@@ -266,6 +266,26 @@ def test_yolox_export_model_matches_pytorch_and_imports_back(tmp_path):
         export_model(model, tmp_path, "../escape")
 
 
+def test_dynamic_batch_yolox_export_declares_static_output_dims_and_passes_the_model_check(tmp_path):
+    from dwpose_ctrl.weights import check_signature
+
+    model = _randomised(build_yolox("nano", num_classes=1), seed=3)
+    path = export_onnx(model, tmp_path / "nano.onnx", input_size=(64, 96))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    anchors = (64 // 8) * (96 // 8) + (64 // 16) * (96 // 16) + (64 // 32) * (96 // 32)
+    output_shape = session.get_outputs()[0].shape
+    assert not isinstance(output_shape[0], int)  # the batch stays dynamic
+    assert output_shape[1:] == [anchors, 6]
+    check_signature(
+        path,
+        "detector",
+        [(i.name, i.shape) for i in session.get_inputs()],
+        [(o.name, o.shape) for o in session.get_outputs()],
+    )
+    batch = np.random.default_rng(4).uniform(0, 255, (3, 3, 64, 96)).astype(np.float32)
+    assert session.run(None, {"images": batch})[0].shape == (3, anchors, 6)
+
+
 # ----------------------------------------------------------------- convert CLI
 
 

@@ -78,7 +78,29 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
+    with torch.no_grad():
+        outputs = traced(torch.zeros(1, 3, height, width))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    _declare_static_output_dims(path, [tuple(output.shape) for output in outputs], dynamic_batch)
     return path
+
+
+def _declare_static_output_dims(path: Path, shapes: list[tuple[int, ...]], dynamic_batch: bool) -> None:
+    """Write the fixed output sizes into the graph's declared output shapes.
+
+    With a dynamic batch the tracer leaves every output dimension after a Reshape/Transpose
+    symbolic (YOLOX's anchors and 5 + classes), and the runtime's model check needs them.
+    """
+    import onnx
+
+    graph_model = onnx.load(str(path))
+    for output, shape in zip(graph_model.graph.output, shapes, strict=True):
+        dims = output.type.tensor_type.shape.dim
+        for axis, size in enumerate(shape):
+            if axis == 0 and dynamic_batch:
+                continue
+            dims[axis].dim_value = size
+    onnx.save(graph_model, str(path))
 
 
 def architecture_metadata(model: nn.Module) -> dict[str, str]:
