@@ -14,51 +14,41 @@ hold the student under ``state_dict``; ``python -m training export`` turns it in
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from training.commands.common import (
+    add_config_arguments,
+    add_run_arguments,
+    apply_config_arguments,
+    print_run_summary,
+    work_dir_from_args,
+)
 
 HELP = "DWPose stage 1: distil a frozen teacher into a student"
 STAGE = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        required=True,
-        help="config file, or the name of one in training/configs (e.g. distill_l_to_t_256x192)",
+    add_config_arguments(
+        parser, config_example="distill_l_to_t_256x192", set_example="teacher.checkpoint='t.pth'"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a field with a Python literal, e.g. --set teacher.checkpoint='t.pth' (repeatable)",
-    )
-    parser.add_argument("--data-root", help="folder the config's relative dataset paths start from")
-    parser.add_argument("--work-dir", type=Path, help="output folder (default: work_dirs/<config name>)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument(
-        "--no-resume", action="store_true", help="ignore WORK_DIR/last.pth and start from scratch"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
 
 
 def run_distill_command(args: argparse.Namespace, stage: int) -> int:
     """Shared by ``distill`` (stage 1) and ``self-distill`` (stage 2)."""
-    from training.config import apply_overrides
     from training.distill import load_distill_config, run_stage
 
-    config = apply_overrides(load_distill_config(args.config, stage), args.overrides)
-    if args.data_root:
-        config = apply_overrides(config, [f"train.data.data_root={str(args.data_root)!r}"])
-    work_dir = args.work_dir or Path("work_dirs") / config.train.name
+    config = apply_config_arguments(
+        load_distill_config(args.config, stage), args, data_root_field="train.data.data_root"
+    )
     summary = run_stage(
-        config, work_dir, device=args.device, resume=not args.no_resume, progress=not args.no_progress
+        config,
+        work_dir_from_args(args, config.train.name),
+        device=args.device,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
     )
-    print(
-        f"done: {summary.epochs} epochs, {summary.iterations} iterations, last loss {summary.last_loss:.5f}, "
-        f"best metric {summary.best_metric}, checkpoint {summary.checkpoint}"
-    )
+    print_run_summary(summary)
     return 0
 
 

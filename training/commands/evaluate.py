@@ -18,25 +18,22 @@ import argparse
 import json
 from pathlib import Path
 
+from training.commands.common import add_config_arguments
+
 HELP = "evaluate a results file, or a checkpoint on a dataset (COCO-WholeBody AP/AR)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", type=Path, help="ground-truth COCO-WholeBody annotation file")
     parser.add_argument("--predictions", type=Path, help="COCO-WholeBody results file to score against --gt")
-    parser.add_argument(
-        "--config", help="config file or name (with --checkpoint): its data.val set is evaluated"
+    add_config_arguments(
+        parser,
+        config_example="rtmpose_l_256x192",
+        set_example="data.val.image_root='coco/val2017'",
+        required=False,
+        config_note="; with --checkpoint, its data.val set is evaluated",
     )
     parser.add_argument("--checkpoint", type=Path, help="model weights (.pth/.safetensors; ours or mmpose's)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a config field",
-    )
-    parser.add_argument("--data-root", help="folder the config's relative dataset paths start from")
     parser.add_argument(
         "--bbox-file", type=Path, help="COCO detection results to use as person boxes (default: GT boxes)"
     )

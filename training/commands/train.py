@@ -13,46 +13,32 @@ WORK_DIR/best.pth.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.commands.common import (
+    add_config_arguments,
+    add_run_arguments,
+    apply_config_arguments,
+    print_run_summary,
+    work_dir_from_args,
+)
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 HELP = "train a model from a config file"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --set and --data-root (shared by the commands that read a config)."""
-    parser.add_argument(
-        "--config",
-        required=True,
-        help="config file, or the name of one in training/configs (e.g. rtmpose_l_256x192)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a config field with a Python literal, e.g. --set optim.lr=1e-3 (repeatable)",
-    )
-    parser.add_argument("--data-root", help="folder the config's relative dataset paths start from")
+def load_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The --config file with --set and --data-root applied."""
+    from training.config import load_config
 
-
-def load_config_from_args(args: argparse.Namespace):
-    from training.config import apply_overrides, load_config
-
-    config = apply_overrides(load_config(args.config), args.overrides)
-    if args.data_root:
-        config = apply_overrides(config, [f"data.data_root={str(args.data_root)!r}"])
-    return config
+    return apply_config_arguments(load_config(args.config), args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--work-dir", type=Path, help="output folder (default: work_dirs/<config name>)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument(
-        "--no-resume", action="store_true", help="ignore WORK_DIR/last.pth and start from scratch"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(parser, config_example="rtmpose_l_256x192", set_example="optim.lr=1e-3")
+    add_run_arguments(parser)
     parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
 
 
@@ -64,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config_from_args(args)
-    work_dir = args.work_dir or Path("work_dirs") / config.name
     summary = train(
-        config, work_dir, device=args.device, resume=not args.no_resume, progress=not args.no_progress
+        config,
+        work_dir_from_args(args, config.name),
+        device=args.device,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
     )
-    print(
-        f"done: {summary.epochs} epochs, {summary.iterations} iterations, last loss {summary.last_loss:.5f}, "
-        f"best metric {summary.best_metric}, checkpoint {summary.checkpoint}"
-    )
+    print_run_summary(summary)
     return 0
