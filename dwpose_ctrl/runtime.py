@@ -114,6 +114,11 @@ class OnnxBackend:
                 self._kind = "cpu"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self._kind == "cpu":
+            # A memory pattern is one block planned per input shape (every chunk size gets its own)
+            # that the CPU arena keeps: ~90 MiB more peak RSS with YOLOX-L 640 + RTMPose-l 384x288
+            # on val5, for no measurable speed; outputs are the same (docs/benchmarks.md).
+            options.enable_mem_pattern = False
         if self._intra_op_threads is not None:
             options.intra_op_num_threads = self._intra_op_threads
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors

@@ -66,6 +66,15 @@ def test_onnx_backend_runs_large_cpu_batches_in_chunks_with_the_same_outputs(tmp
         OnnxBackend(model, max_batch=0)
 
 
+def test_onnx_backend_on_cpu_plans_no_memory_pattern(tmp_path):
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    backend = OnnxBackend(pose_like(tmp_path / "pose.onnx", input_size=(32, 24)))
+    assert backend.session.get_session_options().enable_mem_pattern is False
+
+
 def test_letterbox_reversing_channels_equals_letterboxing_the_reversed_image():
     image = np.random.default_rng(3).integers(0, 256, (77, 131, 3), dtype=np.uint8)
     for size in ((64, 64), (96, 64)):
