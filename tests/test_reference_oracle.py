@@ -20,28 +20,14 @@ from dwpose_ctrl import DWposeDetector
 DWPoses = pytest.importorskip("DWPoses", reason="the dwposes oracle package is not installed")
 from DWPoses import onnxdet, onnxpose, wholebody  # noqa: E402
 
+from benchmarks.alternatives.reference_detector import detect_at_model_size  # noqa: E402
+
 VAL5 = ("000000000785", "000000001000", "000000040083", "000000196141", "000000197388")
 
 
 def oracle_detector(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
     """``onnxdet.inference_detector`` with the model's own input size instead of 640."""
-    input_shape = tuple(session.get_inputs()[0].shape[2:])
-    batch, ratio = onnxdet.preprocess(image, input_shape)
-    output = session.run(None, {session.get_inputs()[0].name: batch[None, :, :, :]})
-    predictions = onnxdet.demo_postprocess(output[0], input_shape)[0]
-    boxes = predictions[:, :4]
-    scores = predictions[:, 4:5] * predictions[:, 5:]
-    boxes_xyxy = np.ones_like(boxes)
-    boxes_xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2.0
-    boxes_xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2.0
-    boxes_xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2.0
-    boxes_xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2.0
-    boxes_xyxy /= ratio
-    dets = onnxdet.multiclass_nms(boxes_xyxy, scores, nms_thr=0.45, score_thr=0.1)
-    if dets is None:
-        return np.array([])
-    keep = (dets[:, 4] > 0.3) & (dets[:, 5] == 0)
-    return dets[keep, :4]
+    return detect_at_model_size(onnxdet, session, image)
 
 
 class OracleWholebody(wholebody.Wholebody):

@@ -10,6 +10,7 @@ Per-stage times come from wrapping the module functions the annotator calls (no 
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -18,31 +19,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
+import reference_detector
 
 
 def _detector_for_any_input_size(onnxdet):
     """The annotator's ``inference_detector`` with the input size read from the model."""
-
-    def inference_detector(session, image):
-        input_shape = tuple(int(v) for v in session.get_inputs()[0].shape[2:])
-        padded, ratio = onnxdet.preprocess(image, input_shape)
-        output = session.run(None, {session.get_inputs()[0].name: padded[None, :, :, :]})
-        predictions = onnxdet.demo_postprocess(output[0], input_shape)[0]
-        boxes = predictions[:, :4]
-        scores = predictions[:, 4:5] * predictions[:, 5:]
-        boxes_xyxy = np.ones_like(boxes)
-        boxes_xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2.0
-        boxes_xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2.0
-        boxes_xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2.0
-        boxes_xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2.0
-        boxes_xyxy /= ratio
-        dets = onnxdet.multiclass_nms(boxes_xyxy, scores, nms_thr=0.45, score_thr=0.1)
-        if dets is None:
-            return np.array([])
-        keep = (dets[:, 4] > 0.3) & (dets[:, 5] == 0)
-        return dets[keep, :4]
-
-    return inference_detector
+    return functools.partial(reference_detector.detect_at_model_size, onnxdet)
 
 
 class ReferenceLoop(common.Tool):
