@@ -7,6 +7,8 @@ Pre- and post-processing never live here.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import warnings
@@ -58,6 +60,62 @@ at 9 persons, 107 ms at 3, 116 ms one at a time) but every extra person's activa
 peak memory (9 persons: +134 MiB above the session's own load peak; up to 4: nothing). Outputs do
 not change: onnxruntime on CPU gives the same numbers for a batch and for its parts (SPEC 12).
 """
+
+
+_shared_arena_lock = threading.Lock()
+_shared_arena_registered: bool | None = None
+
+
+def shared_cpu_arena() -> bool:
+    """Register one onnxruntime CPU arena for every session of this process (once).
+
+    With an arena per session, the detector's activations and the pose model's stay allocated side
+    by side; with one shared arena the pose run reuses the memory the detector run has just freed,
+    so running both adds nothing to the peak reached while loading them (docs/benchmarks.md).
+    Returns False, and sessions keep their own arenas, if the registration is refused (for
+    example because the application registered its own CPU allocator first).
+    """
+    global _shared_arena_registered
+    with _shared_arena_lock:
+        if _shared_arena_registered is None:
+            import onnxruntime as ort
+
+            arena = ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR
+            memory = ort.OrtMemoryInfo("Cpu", arena, 0, ort.OrtMemType.DEFAULT)
+            try:
+                ort.create_and_register_allocator(memory, None)
+                _shared_arena_registered = True
+            except Exception as error:  # onnxruntime raises its own Fail type here
+                warnings.warn(
+                    f"onnxruntime refused a shared CPU arena ({error}); each session keeps its own",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                _shared_arena_registered = False
+        return _shared_arena_registered
+
+
+def _glibc_malloc_trim():
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return None
+
+
+_malloc_trim = _glibc_malloc_trim()
+
+
+def release_freed_heap() -> None:
+    """Hand the heap pages freed while loading a model back to the OS (glibc only; else no-op).
+
+    onnxruntime parses the whole ONNX file before copying its weights, and glibc keeps the freed
+    parse buffers: after loading YOLOX-L the process holds ~235 MiB it no longer uses.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 class OnnxBackend:
@@ -119,6 +177,8 @@ class OnnxBackend:
             # that the CPU arena keeps: ~90 MiB more peak RSS with YOLOX-L 640 + RTMPose-l 384x288
             # on val5, for no measurable speed; outputs are the same (docs/benchmarks.md).
             options.enable_mem_pattern = False
+            if shared_cpu_arena():
+                options.add_session_config_entry("session.use_env_allocators", "1")
         if self._intra_op_threads is not None:
             options.intra_op_num_threads = self._intra_op_threads
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
@@ -132,12 +192,14 @@ class OnnxBackend:
             ort_errors.NoSuchFile,
         )
         try:
-            return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except session_errors as error:
             raise ValueError(
                 f"onnxruntime cannot load {self.path} ({type(error).__name__}: {error}); "
                 "the file is truncated, corrupt or not an ONNX model: download it again or pass another file"
             ) from error
+        release_freed_heap()
+        return session
 
     @property
     def input_name(self) -> str:

@@ -75,6 +75,69 @@ def test_onnx_backend_on_cpu_plans_no_memory_pattern(tmp_path):
     assert backend.session.get_session_options().enable_mem_pattern is False
 
 
+def test_cpu_sessions_share_one_arena_and_give_the_plain_sessions_outputs(tmp_path):
+    import onnxruntime as ort
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl import runtime
+
+    small = pose_like(tmp_path / "small.onnx", input_size=(32, 24))
+    large = pose_like(tmp_path / "large.onnx", input_size=(64, 48))
+    rng = np.random.default_rng(5)
+    for model, shape in ((small, (3, 3, 32, 24)), (large, (2, 3, 64, 48))):
+        backend = runtime.OnnxBackend(model)
+        options = backend.session.get_session_options()
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
+        batch = rng.standard_normal(shape).astype(np.float32)
+        plain = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        expected = plain.run(None, {plain.get_inputs()[0].name: batch})
+        for a, b in zip(backend.run(batch), expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert runtime.shared_cpu_arena() is True
+
+
+def test_sessions_keep_their_own_arenas_when_the_shared_one_is_refused(tmp_path, monkeypatch):
+    import onnxruntime as ort
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl import runtime
+
+    def refuse(*args):
+        raise RuntimeError("an allocator for this device is already registered")
+
+    monkeypatch.setattr(runtime, "_shared_arena_registered", None)
+    monkeypatch.setattr(ort, "create_and_register_allocator", refuse)
+    backend = runtime.OnnxBackend(pose_like(tmp_path / "pose.onnx", input_size=(32, 24)))
+    with pytest.warns(RuntimeWarning, match="shared CPU arena.*already registered"):
+        options = backend.session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        options.get_session_config_entry("session.use_env_allocators")
+    assert backend.run(np.zeros((1, 3, 32, 24), np.float32))[0].shape[0] == 1
+
+
+def test_release_freed_heap_returns_pages_to_the_os_on_glibc():
+    import sys
+
+    from dwpose_ctrl import runtime
+
+    if not sys.platform.startswith("linux") or runtime._malloc_trim is None:
+        pytest.skip("malloc_trim is glibc's")
+
+    def resident_kib() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+    # Many small blocks (below glibc's mmap threshold) live on the heap; freeing them leaves the
+    # pages with the process until the heap is trimmed.
+    blocks = [bytearray(64 * 1024) for _ in range(2048)]
+    for block in blocks:
+        block[::4096] = b"x" * len(block[::4096])
+    before_free = resident_kib()
+    del blocks
+    runtime.release_freed_heap()
+    assert resident_kib() < before_free - 64 * 1024
+
+
 def test_letterbox_reversing_channels_equals_letterboxing_the_reversed_image():
     image = np.random.default_rng(3).integers(0, 256, (77, 131, 3), dtype=np.uint8)
     for size in ((64, 64), (96, 64)):
