@@ -6,7 +6,10 @@ image once untimed (warm-up; its outputs are saved for the identity checks), the
 ``rounds`` timed passes, rotating the order of the tools each round so that slow drifts of the
 shared machine hit every tool alike. Only one worker computes at a time; the others wait on
 their pipe. Each worker reports per-image end-to-end and per-stage seconds and, when it
-quits, its own peak RSS.
+quits, its own peak RSS. A process's peak RSS varies by up to ~100 MiB from one start to the
+next (where the allocator happens to place the model loader's buffers), so each tool's peak is
+the median over that worker and ``memory_repeats`` more fresh processes that load the models and
+make one pass.
 """
 
 from __future__ import annotations
@@ -58,12 +61,17 @@ class Configuration:
 class ToolResult:
     tool: ToolRun
     load_s: float = 0.0
-    peak_rss_mib: float = 0.0
+    peak_rss_samples_mib: list[float] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     persons: list[int] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)  # one worker reply per timed round
     networks: dict | None = None
     save_dir: Path | None = None
+
+    @property
+    def peak_rss_mib(self) -> float:
+        """Median peak RSS over the tool's processes."""
+        return float(np.median(self.peak_rss_samples_mib)) if self.peak_rss_samples_mib else float("nan")
 
     @property
     def pass_seconds(self) -> list[float]:
@@ -164,25 +172,31 @@ def run_configuration(
     alt_python: Path,
     work_dir: Path,
     network_repeats: int = 3,
+    memory_repeats: int = 2,
     log=print,
 ) -> dict[str, ToolResult]:
     """Warm-up pass (outputs saved), ``rounds`` alternating timed passes, network timings, RSS."""
     results: dict[str, ToolResult] = {}
     workers: dict[str, Worker] = {}
+    log_dir = work_dir / "logs" / configuration.key
+
+    def worker_spec(tool: ToolRun, save_dir: Path) -> dict:
+        return {
+            "det_model": str(tool.det_model),
+            "pose_model": str(tool.pose_model),
+            "images": [str(p) for p in images],
+            "detect_resolution": 512,
+            "fixed_boxes": configuration.fixed_boxes,
+            "options": tool.options,
+            "save_dir": str(save_dir),
+        }
+
     try:
         for tool in configuration.tools:
             save_dir = work_dir / "outputs" / configuration.key / tool.key
-            spec = {
-                "det_model": str(tool.det_model),
-                "pose_model": str(tool.pose_model),
-                "images": [str(p) for p in images],
-                "detect_resolution": 512,
-                "fixed_boxes": configuration.fixed_boxes,
-                "options": tool.options,
-                "save_dir": str(save_dir),
-            }
+            spec = worker_spec(tool, save_dir)
             log(f"  [{configuration.key}] starting {tool.key}")
-            worker = Worker(tool, spec, alt_python, work_dir / "logs" / configuration.key)
+            worker = Worker(tool, spec, alt_python, log_dir)
             workers[tool.key] = worker
             results[tool.key] = ToolResult(
                 tool, load_s=worker.ready["load_s"], versions=worker.ready["versions"], save_dir=save_dir
@@ -205,13 +219,24 @@ def run_configuration(
                 + ", ".join(f"{k} {sum(results[k].rounds[-1]['e2e_s']):.2f}s" for k in keys)
             )
         for key, worker in workers.items():
-            results[key].peak_rss_mib = worker.request({"cmd": "rss"})["peak_rss_mib"]
+            results[key].peak_rss_samples_mib.append(worker.request({"cmd": "rss"})["peak_rss_mib"])
             if results[key].tool.options.get("measure_networks"):
                 results[key].networks = worker.request({"cmd": "networks", "repeats": network_repeats})
             worker.close()
     finally:
         for worker in workers.values():
             worker.kill()
+    for repeat in range(memory_repeats):
+        for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:
+            tool = results[key].tool
+            fresh = Worker(tool, worker_spec(tool, work_dir / "outputs" / "memory"), alt_python, log_dir)
+            try:
+                fresh.request({"cmd": "run"})
+                results[key].peak_rss_samples_mib.append(fresh.request({"cmd": "rss"})["peak_rss_mib"])
+                fresh.close()
+            finally:
+                fresh.kill()
+        log(f"  [{configuration.key}] peak RSS, fresh processes {repeat + 1}/{memory_repeats}")
     return results
 
 

@@ -53,6 +53,11 @@ def _machine(suite: SuiteResults) -> list[str]:
     ]
 
 
+def _rss_range(result: harness.ToolResult) -> str:
+    samples = result.peak_rss_samples_mib
+    return f"[{min(samples):.0f}-{max(samples):.0f}]" if len(samples) > 1 else ""
+
+
 def _configuration_table(
     configuration: harness.Configuration, results: dict[str, harness.ToolResult]
 ) -> list[str]:
@@ -61,7 +66,7 @@ def _configuration_table(
     lines = [
         "| tool | images/s (median, [min-max]) | vs ours default | ms/image: "
         + " / ".join(STAGE_NAMES)
-        + " | time / network time | persons | peak RSS MiB | load s |",
+        + " | time / network time | persons | peak RSS MiB (median [min-max]) | load s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for result in results.values():
@@ -73,7 +78,7 @@ def _configuration_table(
             f"| {label} | {_fmt(result.images_per_second, 3)} [{_fmt(low, 3)}-{_fmt(high, 3)}] | "
             f"{_fmt(result.images_per_second / base_rate, 2)}x | {stage_text} | "
             f"{_fmt(result.network_share, 3)}x | {sum(result.persons)} | "
-            f"{_fmt(result.peak_rss_mib, 0)} | {_fmt(result.load_s, 1)} |"
+            f"{_fmt(result.peak_rss_mib, 0)} {_rss_range(result)} | {_fmt(result.load_s, 1)} |"
         )
     return lines
 
@@ -297,7 +302,9 @@ def render_results(suite: SuiteResults) -> str:
         "asserted in unit tests. Same images, same ONNX files, one process per tool, "
         f"{suite.rounds} timed passes over all images per tool after one warm-up pass, tools alternating "
         "(the order rotates every round); images/s is the number of images divided by the median pass "
-        "time, per-stage times are medians over the passes divided by the number of images. The "
+        "time, per-stage times are medians over the passes divided by the number of images. Peak RSS "
+        "is the median over the timed worker and fresh processes that load the models and make one "
+        "pass (a process's peak moves by up to ~100 MiB from one start to the next). The "
         "images are decoded before timing; each pass goes from the decoded RGB image to keypoints and "
         "a control map at detect and image resolution 512.",
         "",
