@@ -131,7 +131,7 @@ def _targets(suite: SuiteResults) -> list[str]:
                 value = results[key].images_per_second / fastest.images_per_second
                 lines.append(f"{target}{configuration.key}, {key} | {value:.3f}x | {_yes(value >= 1.1)} |")
             lines.append(
-                f"| upper bound of that ratio for any tool running the same networks with zero overhead: "
+                f"| that ratio with zero overhead around networks running at the alternative's speed: "
                 f"{fastest.tool.key}'s time / its own network time | {configuration.key} | "
                 f"{fastest.network_share:.3f}x | n/a |"
             )
