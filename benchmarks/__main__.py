@@ -31,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         default=report.BENCHMARKS / "RESULTS.md",
         help="report path (default: %(default)s)",
     )
+    parser.add_argument(
+        "--refresh-included",
+        action="store_true",
+        help="only re-include the render, training and distillation sections into the existing "
+        "report (no timing)",
+    )
     args = parser.parse_args(argv)
+    if args.refresh_included:
+        print(f"wrote {report.refresh_included_sections(args.output)}")
+        return 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     results = suite.run_suite(

@@ -19,6 +19,8 @@ INCLUDED_SECTIONS = (
     ("Training speed", BENCHMARKS / "results_training.md"),
     ("Distillation", BENCHMARKS / "distillation" / "RESULTS_SECTION.md"),
 )
+INCLUDED_MARKER = "<!-- included from"
+COMMANDS_HEADING = "## Exact commands"
 STAGE_NAMES = ("resize", "detect", "crop", "pose", "decode", "render", "other")
 
 
@@ -232,7 +234,7 @@ def _faster_modes(suite: SuiteResults) -> list[str]:
 
 def _commands(suite: SuiteResults) -> list[str]:
     lines = [
-        "## Exact commands",
+        COMMANDS_HEADING,
         "",
         "Regenerate this file (about 10 minutes on 2 cores; the first run also creates "
         "`benchmarks/.venv-alt` and the random-weight models in `benchmarks/.cache/`):",
@@ -350,22 +352,38 @@ def render_results(suite: SuiteResults) -> str:
     gpu_results = BENCHMARKS / "results_gpu.md"
     if gpu_results.exists():
         lines += [gpu_results.read_text().rstrip(), ""]
-    for title, path in INCLUDED_SECTIONS:
-        if path.exists():
-            lines += [
-                f"<!-- included from {path.relative_to(BENCHMARKS.parent)} -->",
-                path.read_text().rstrip(),
-                "",
-            ]
-        else:
-            lines += [
-                f"## {title}",
-                "",
-                f"`{path.relative_to(BENCHMARKS.parent)}` has not been written yet.",
-                "",
-            ]
+    lines += _included_sections()
     lines += _commands(suite)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _included_sections() -> list[str]:
+    lines = []
+    for title, path in INCLUDED_SECTIONS:
+        name = path.relative_to(BENCHMARKS.parent)
+        if path.exists():
+            lines += [f"{INCLUDED_MARKER} {name} -->", path.read_text().rstrip(), ""]
+        else:
+            lines += [f"## {title}", "", f"`{name}` has not been written yet.", ""]
+    return lines
+
+
+def refresh_included_sections(path: Path = BENCHMARKS / "RESULTS.md") -> Path:
+    """Re-include the sections other parts of the project write, keeping the measured part as it is.
+
+    Everything from the first included section up to ``## Exact commands`` is replaced by the
+    current files; the speed measurements above it and the commands below are not touched.
+    """
+    text = path.read_text()
+    start = text.find(INCLUDED_MARKER)
+    end = text.find(COMMANDS_HEADING)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{path} has no included sections before '{COMMANDS_HEADING}'; regenerate it with "
+            "`python -m benchmarks`"
+        )
+    path.write_text(text[:start] + "\n".join(_included_sections()) + "\n" + text[end:])
+    return path
 
 
 def write_results(suite: SuiteResults, path: Path = BENCHMARKS / "RESULTS.md") -> Path:

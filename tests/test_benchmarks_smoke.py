@@ -110,3 +110,30 @@ def test_report_renders_the_configuration(smoke_run):
     )
     assert "end to end <= 1.1x the two networks' own time (inside the same passes) | S |" in text
     assert "end to end <= 1.1x the two networks alone (timed separately, prepared inputs) | S |" in text
+
+
+def test_refresh_included_sections_replaces_only_the_included_part(tmp_path, monkeypatch):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    section = folder / "section.md"
+    section.write_text("## New section\n\nnew numbers\n")
+    monkeypatch.setattr(report, "BENCHMARKS", folder)
+    monkeypatch.setattr(report, "INCLUDED_SECTIONS", (("Section", section), ("Missing", folder / "no.md")))
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "# Benchmarks\n\nmeasured 1.23x\n\n<!-- included from section.md -->\n## Old section\n\nold\n\n"
+        "## Exact commands\n\nrun it\n"
+    )
+    report.refresh_included_sections(results)
+    assert results.read_text() == (
+        "# Benchmarks\n\nmeasured 1.23x\n\n<!-- included from benchmarks/section.md -->\n"
+        "## New section\n\nnew numbers\n"
+        "\n## Missing\n\n`benchmarks/no.md` has not been written yet.\n\n## Exact commands\n\nrun it\n"
+    )
+
+
+def test_refresh_included_sections_refuses_a_report_without_them(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmarks\n\nno sections\n")
+    with pytest.raises(ValueError, match="regenerate it with `python -m benchmarks`"):
+        report.refresh_included_sections(results)
