@@ -1,21 +1,22 @@
-"""Post-hoc diagnostic for the distillation study: keypoint error where AP cannot separate the arms.
+"""The distillation study's secondary metric: keypoint error relative to the box diagonal.
 
-    python benchmarks/distillation/keypoint_error.py --work-dir runs/distill_study
+    python benchmarks/distillation/keypoint_error.py --work-dir runs/distill_study_v2
 
-Not one of PROTOCOL.md's metrics: it was added after every arm of seed 0 scored AP 0.0, to say
-what the models did learn. For each finished run (``metrics.json`` present) it predicts the
-held-out set on the ground-truth boxes with the run's final EMA weights (``last.pth``), exactly
-as the engine's validation does, and reports the median distance between predicted and labelled
-keypoints divided by the box diagonal (body: the 17 COCO points; whole body: all 133), next to
-the same number for a fixed guess (every keypoint at its mean position relative to the box,
-taken from the held-out labels themselves, so a lower bound for any pose-independent guess).
+Added after protocol version 1 scored AP 0.0 for every arm of seed 0, where AP could not
+separate the arms; protocol version 2 names it as its secondary metric. For a finished run it
+predicts the held-out set on the ground-truth boxes with the run's final EMA weights
+(``last.pth``), exactly as the engine's validation does, and takes the median distance between
+predicted and labelled keypoints divided by the box diagonal (body: the 17 COCO points; whole
+body: all 133). The same number for a fixed guess (every keypoint at its mean position relative
+to the box, taken from the held-out labels themselves) is the bar any pose-independent guess
+cannot beat. ``run_study.py`` records it in every run's ``metrics.json``; this script recomputes
+it for every finished run of a work dir.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,16 +24,15 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-for path in (ROOT, Path(__file__).resolve().parent):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from run_study import ARMS, StudySettings, run_config  # noqa: E402
-
+from training.config import TrainConfig  # noqa: E402
 from training.engine import build_model, load_instances  # noqa: E402
 from training.inference import predict_topdown  # noqa: E402
 
 BODY = slice(0, 17)
+PARTS = {"body_error": BODY, "wholebody_error": slice(None)}
 
 
 def normalised_errors(predicted: list[np.ndarray], instances, part: slice) -> np.ndarray:
@@ -59,63 +59,57 @@ def mean_pose_guess(instances) -> list[np.ndarray]:
     return [instance.box[:2] + mean * (instance.box[2:] - instance.box[:2]) for instance in instances]
 
 
+def median_errors(predicted: list[np.ndarray], instances) -> dict[str, float]:
+    """``body_error`` and ``wholebody_error``: median normalised error of each part."""
+    return {
+        name: float(np.median(normalised_errors(predicted, instances, part))) for name, part in PARTS.items()
+    }
+
+
+def held_out_instances(config: TrainConfig):
+    return load_instances(config.data.val, config.data.data_root, config.model.metadata)
+
+
+def run_keypoint_errors(run_dir: Path, config: TrainConfig) -> dict[str, float]:
+    """Median errors of ``run_dir/last.pth`` (a model as ``config.model`` describes) on the held-out set."""
+    instances = held_out_instances(config)
+    model = build_model(config)
+    checkpoint = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    predictions = predict_topdown(model, instances, config.model.metadata, tuple(config.model.input_size))
+    return median_errors([prediction.keypoints for prediction in predictions], instances)
+
+
+def mean_pose_baseline(config: TrainConfig) -> dict[str, float]:
+    """The median errors of the fixed mean-pose guess on the held-out set of ``config``."""
+    instances = held_out_instances(config)
+    return median_errors(mean_pose_guess(instances), instances)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from run_study import STUDENT_ARMS, StudySettings, run_config, teacher_config
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work-dir", type=Path, required=True, help="the study's --work-dir")
     args = parser.parse_args(argv)
     settings = StudySettings()
-    rows: dict[str, dict[str, list[float]]] = {arm: {"body": [], "wholebody": []} for arm in ARMS}
-    instances = None
+    found = {}
+    teacher_dir = args.work_dir / "runs" / "teacher"
+    if (teacher_dir / "last.pth").exists():
+        found["teacher"] = run_keypoint_errors(teacher_dir, teacher_config(settings, args.work_dir))
+    student = run_config(settings, args.work_dir, "student", settings.student_size, 1, 0)
     for seed_dir in sorted((args.work_dir / "runs").glob("seed*")):
-        for arm in ARMS:
-            run_dir = seed_dir / arm
-            if not (run_dir / "metrics.json").exists():
-                continue
-            size = settings.teacher_size if arm == "teacher" else settings.student_size
-            config = run_config(settings, args.work_dir, arm, size, 1, 0)
-            if instances is None:
-                instances = load_instances(config.data.val, config.data.data_root, config.model.metadata)
-            model = build_model(config)
-            checkpoint = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)
-            model.load_state_dict(checkpoint["state_dict"])
-            predictions = predict_topdown(model, instances, config.model.metadata, settings.input_size)
-            keypoints = [prediction.keypoints for prediction in predictions]
-            rows[arm]["body"].append(float(np.median(normalised_errors(keypoints, instances, BODY))))
-            rows[arm]["wholebody"].append(
-                float(np.median(normalised_errors(keypoints, instances, slice(None))))
-            )
-    if instances is None:
+        for arm in STUDENT_ARMS:
+            if (seed_dir / arm / "last.pth").exists():
+                found[f"{seed_dir.name}/{arm}"] = run_keypoint_errors(seed_dir / arm, student)
+    if not found:
         parser.error(f"no finished runs under {args.work_dir / 'runs'}")
-    guess = mean_pose_guess(instances)
-    baseline = {
-        "body": float(np.median(normalised_errors(guess, instances, BODY))),
-        "wholebody": float(np.median(normalised_errors(guess, instances, slice(None)))),
-    }
-    lines = [
-        "| arm | seeds | body: median error / box diagonal (mean +- std) | whole body (mean +- std) |",
-        "|---|---|---|---|",
-    ]
-    for arm, values in rows.items():
-        if not values["body"]:
-            continue
-        cells = []
-        for part in ("body", "wholebody"):
-            spread = statistics.stdev(values[part]) if len(values[part]) > 1 else float("nan")
-            per_seed = ", ".join(f"{v:.4f}" for v in values[part])
-            cells.append(f"{statistics.fmean(values[part]):.4f} +- {spread:.4f} ({per_seed})")
-        lines.append(f"| {arm} | {len(values['body'])} | {cells[0]} | {cells[1]} |")
-    lines.append(
-        f"| fixed mean pose in the box (from the held-out labels) | - | {baseline['body']:.4f} | "
-        f"{baseline['wholebody']:.4f} |"
-    )
-    table = "\n".join(lines) + "\n"
-    (args.work_dir / "keypoint_error.md").write_text(table)
-    (args.work_dir / "keypoint_error.json").write_text(
-        json.dumps({"arms": rows, "mean_pose": baseline}, indent=2)
-    )
-    print(table)
+    found["mean_pose"] = mean_pose_baseline(student)
+    text = json.dumps(found, indent=2)
+    (args.work_dir / "keypoint_error.json").write_text(text)
+    print(text)
     return 0
 
 
