@@ -66,6 +66,82 @@ def test_onnx_backend_runs_large_cpu_batches_in_chunks_with_the_same_outputs(tmp
         OnnxBackend(model, max_batch=0)
 
 
+def test_onnx_backend_io_binding_gives_the_plain_run_outputs(tmp_path):
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    model = pose_like(tmp_path / "pose.onnx", input_size=(32, 24))
+    batch = np.random.default_rng(6).standard_normal((5, 3, 32, 24)).astype(np.float32)
+    plain = OnnxBackend(model, max_batch=None, io_binding=False)
+    bound = OnnxBackend(model, max_batch=2, io_binding=True)
+    calls = []
+    run_with_iobinding = bound.session.run_with_iobinding
+    bound.session.run_with_iobinding = lambda binding: calls.append(1) or run_with_iobinding(binding)
+    bound.session.run = None  # the bound path must not fall back to session.run
+    expected, outputs = plain.run(batch), bound.run(batch)
+    assert len(calls) == 3 and bound.uses_io_binding and not plain.uses_io_binding
+    assert [o.shape for o in outputs] == [(5, 133, 48), (5, 133, 64)]
+    for a, b in zip(expected, outputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_onnx_backend_io_binding_is_automatic_on_cuda_only(tmp_path):
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    model = pose_like(tmp_path / "pose.onnx", input_size=(32, 24))
+    assert OnnxBackend(model).uses_io_binding is False
+    with pytest.raises(ValueError, match="io_binding must be True, False or 'auto'"):
+        OnnxBackend(model, io_binding="yes")
+
+
+def test_onnx_backend_on_cuda_binds_outputs_on_its_device(tmp_path):
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    class Binding:
+        def __init__(self):
+            self.calls = []
+
+        def bind_cpu_input(self, name, array):
+            self.calls.append(("input", name, array.shape))
+
+        def bind_output(self, name, kind, index):
+            self.calls.append(("output", name, kind, index))
+
+        def copy_outputs_to_cpu(self):
+            return [np.ones(1), np.zeros(1)]
+
+    binding = Binding()
+
+    class Session:
+        def io_binding(self):
+            return binding
+
+        def run_with_iobinding(self, bound):
+            assert bound is binding
+            binding.calls.append(("run",))
+
+        def get_inputs(self):
+            return [type("Input", (), {"name": "input"})]
+
+        def get_outputs(self):
+            return [type("Output", (), {"name": name}) for name in ("simcc_x", "simcc_y")]
+
+    backend = OnnxBackend(tmp_path / "unused.onnx", device="cuda:1")
+    backend._session = Session()
+    assert backend.device == "cuda:1" and backend.uses_io_binding and backend.max_batch is None
+    outputs = backend.run(np.zeros((2, 3, 8, 6), np.float32))
+    assert binding.calls == [
+        ("input", "input", (2, 3, 8, 6)),
+        ("output", "simcc_x", "cuda", 1),
+        ("output", "simcc_y", "cuda", 1),
+        ("run",),
+    ]
+    assert [o.tolist() for o in outputs] == [[1.0], [0.0]]
+
+
 def test_onnx_backend_on_cpu_plans_no_memory_pattern(tmp_path):
     from onnx_graphs import pose_like
 
