@@ -76,6 +76,7 @@ class StudySettings:
     warmup_iters: int = 100
     augmentation: str = "final_stage"
     num_workers: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
@@ -177,7 +178,7 @@ def run_teacher(settings: StudySettings, work_dir: Path) -> tuple[Path, dict[str
     """The one teacher of the study (seed ``teacher_seed``); every student seed distils from it."""
     config = teacher_config(settings, work_dir)
     run_dir = work_dir / "runs" / "teacher"
-    metrics = run_arm(run_dir, config, lambda d: train(config, d, device="cpu", progress=False))
+    metrics = run_arm(run_dir, config, lambda d: train(config, d, device=settings.device, progress=False))
     print(f"teacher (seed {settings.teacher_seed}): {metrics}", flush=True)
     return run_dir / "last.pth", metrics
 
@@ -201,9 +202,12 @@ def run_seed(
         head_init="scratch",
     )
     launchers = {
-        "student_alone": (student_cfg, lambda d: train(student_cfg, d, device="cpu", progress=False)),
-        "stage1": (stage1.train, lambda d: run_stage(stage1, d, device="cpu", progress=False)),
-        "stage1_2": (stage2_cfg, lambda d: run_stage(stage2, d, device="cpu", progress=False)),
+        "student_alone": (
+            student_cfg,
+            lambda d: train(student_cfg, d, device=settings.device, progress=False),
+        ),
+        "stage1": (stage1.train, lambda d: run_stage(stage1, d, device=settings.device, progress=False)),
+        "stage1_2": (stage2_cfg, lambda d: run_stage(stage2, d, device=settings.device, progress=False)),
     }
     results = {}
     for arm in STUDENT_ARMS:
@@ -276,6 +280,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, StudySettings]:
     parser.add_argument("--stage2-epochs", type=int, default=defaults.stage2_epochs, help="smoke checks only")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="smoke checks only")
     parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="data loading workers")
+    parser.add_argument("--device", default=defaults.device, help="where the runs train: cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     settings = replace(
         defaults,
@@ -287,6 +292,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, StudySettings]:
         stage2_epochs=args.stage2_epochs,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
+        device=args.device,
     )
     return args.work_dir, settings
 
