@@ -17,6 +17,7 @@ from dwpose_ctrl.engines.pose import RenderSettings
 from dwpose_ctrl.engines.report import FAILED, EngineError, ItemResult, RunReport
 from dwpose_ctrl.engines.storage import Storage
 from dwpose_ctrl.inputs import MAX_PIXELS
+from dwpose_ctrl.styles import STYLE_NAMES
 
 EXAMPLES = """\
 examples:
@@ -145,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument(
         "--stick-scaling", action="store_true", help="thicker limbs on large maps (SDXL ControlNets)"
     )
+    drawing.add_argument(
+        "--style",
+        choices=STYLE_NAMES,
+        default="annotator",
+        help="drawing convention: annotator (ControlNet's), musepose (limb width from length), "
+        "mimicmotion (confidence-scaled colours, drawn at 2160 px) (default: %(default)s)",
+    )
+    drawing.add_argument(
+        "--draw-at-output-resolution",
+        action="store_true",
+        help="draw on a canvas of the map's output size (sharp large maps) instead of resizing",
+    )
 
     model = parser.add_argument_group("detector")
     model.add_argument(
@@ -238,6 +251,8 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         include_face=not args.no_face,
         include_foot=args.foot,
         stick_scaling=args.stick_scaling,
+        style=args.style,
+        draw_at_output_resolution=args.draw_at_output_resolution,
     )
     outputs = OutputOptions(
         json=args.json,

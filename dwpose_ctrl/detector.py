@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -27,7 +26,7 @@ from dwpose_ctrl.person_detection import (
     letterbox,
     person_boxes,
 )
-from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
@@ -394,6 +393,8 @@ class DWposeDetector:
         hand_and_face: bool | None = None,
         stick_scaling: bool = False,
         overlay: bool = False,
+        style: str = "annotator",
+        draw_at_output_resolution: bool = False,
     ):
         """The OpenPose-style control map of an image (or a list of maps for a batch).
 
@@ -402,7 +403,8 @@ class DWposeDetector:
         with ``overlay=True``), and the map is resized with linear interpolation to the size the
         same rule gives for ``image_resolution`` (``None``: the input size). ``output_type``:
         ``"pil"`` or ``"np"`` (RGB uint8 HWC). ``hand_and_face`` is controlnet_aux's shorthand:
-        when given, it sets both ``include_hand`` and ``include_face``.
+        when given, it sets both ``include_hand`` and ``include_face``. ``style`` and
+        ``draw_at_output_resolution``: see :class:`~dwpose_ctrl.render.RenderOptions`.
         """
         if hand_and_face is not None:
             include_hand = include_face = hand_and_face
@@ -414,6 +416,8 @@ class DWposeDetector:
             include_face=bool(include_face),
             include_foot=bool(include_foot),
             stick_scaling=bool(stick_scaling),
+            style=style,
+            draw_at_output_resolution=bool(draw_at_output_resolution),
         )
         images, batched = to_rgb_list(image)
         output_sizes = []
@@ -431,8 +435,7 @@ class DWposeDetector:
         for (det_image, poses), (out_height, out_width) in zip(estimated, output_sizes, strict=True):
             det_height, det_width = det_image.shape[:2]
             frame = to_openpose(poses.keypoints, poses.scores, det_width, det_height, self.keypoint_threshold)
-            drawn = draw_openpose(frame, det_image if overlay else None, options)
-            control = cv2.resize(drawn, (out_width, out_height), interpolation=cv2.INTER_LINEAR)
+            control = render_map(frame, (out_height, out_width), options, det_image if overlay else None)
             maps.append(Image.fromarray(control) if output_type == "pil" else control)
         return maps if batched else maps[0]
 

@@ -12,12 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.openpose import VISIBILITY_THRESHOLD, frame_to_json, persons_to_openpose
-from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 
 
@@ -35,6 +34,8 @@ class RenderSettings:
     include_face: bool = True
     include_foot: bool = False
     stick_scaling: bool = False
+    style: str = "annotator"
+    draw_at_output_resolution: bool = False
 
     @property
     def render_options(self) -> RenderOptions:
@@ -44,6 +45,8 @@ class RenderSettings:
             include_face=self.include_face,
             include_foot=self.include_foot,
             stick_scaling=self.stick_scaling,
+            style=self.style,
+            draw_at_output_resolution=self.draw_at_output_resolution,
         )
 
     def detection_image(self, image: np.ndarray) -> np.ndarray:
@@ -140,8 +143,9 @@ def render_outputs(
 ) -> RenderedOutputs:
     """Control map (and JSON, overlay) of ``persons`` found on ``detection_image``.
 
-    The map is drawn on a black canvas of the detection image's size and resized (linear) to
-    the output size, exactly as ``DWposeDetector.__call__`` does (keypoints drawn when their score
+    The map is drawn on a black canvas of the detection image's size (or the size the style or
+    ``draw_at_output_resolution`` asks for) and resized to the output size, exactly as
+    ``DWposeDetector.__call__`` does (keypoints drawn when their score
     passes ``keypoint_threshold``, the detector's option); the overlay is drawn the same way
     over the detection image. JSON coordinates are pixels of the input ``image`` (SPEC 6); persons
     with a ``track_id`` get OpenPose's ``person_id`` field.
@@ -151,14 +155,9 @@ def render_outputs(
     out_height, out_width = settings.output_size(height, width)
     frame = persons_to_openpose(persons, det_width, det_height, keypoint_threshold)
     options = settings.render_options
-
-    def finish(drawn: np.ndarray) -> np.ndarray:
-        if drawn.shape[:2] == (out_height, out_width):
-            return drawn
-        return cv2.resize(drawn, (out_width, out_height), interpolation=cv2.INTER_LINEAR)
-
-    control_map = finish(draw_openpose(frame, None, options))
-    overlay = finish(draw_openpose(frame, detection_image, options)) if want_overlay else None
+    output_size = (out_height, out_width)
+    control_map = render_map(frame, output_size, options)
+    overlay = render_map(frame, output_size, options, detection_image) if want_overlay else None
     openpose_json = None
     if want_json:
         openpose_json = frame_to_json(frame, width, height)
