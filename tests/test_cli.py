@@ -49,6 +49,7 @@ def test_help_is_complete_with_examples(capsys):
         "--detect-resolution", "--image-resolution", "--no-body", "--no-hand", "--no-face", "--foot",
         "--stick-scaling", "--det-model", "--pose-model", "--mode", "--backend", "--device",
         "--detect-every", "--smooth", "--engine", "--ray-address", "--prefetch", "--quiet", "--max-pixels",
+        "--style", "--draw-at-output-resolution",
     ):  # fmt: skip
         assert flag in text, flag
     assert "examples:" in text and "dwpose-render photos/ -o maps/" in text and "s3://" in text
@@ -76,6 +77,20 @@ def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit):
         main(["x.jpg", "--image-resolution", "10"])
     assert "resolution must be >= 64" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["x.jpg", "--style", "animateanyone"])
+    assert exit_info.value.code == 2
+    assert "annotator" in capsys.readouterr().err
+
+
+def test_style_flags_reach_the_render_options():
+    from dwpose_ctrl.cli import job_from_args
+
+    default = job_from_args(build_parser().parse_args(["x.jpg"])).render.render_options
+    assert (default.style, default.draw_at_output_resolution) == ("annotator", False)
+    args = build_parser().parse_args(["x.jpg", "--style", "mimicmotion", "--draw-at-output-resolution"])
+    options = job_from_args(args).render.render_options
+    assert (options.style, options.draw_at_output_resolution) == ("mimicmotion", True)
 
 
 def test_unusable_model_files_stop_before_any_item(tmp_path, capsys, yolox_nano_path):
@@ -121,6 +136,12 @@ REAL_CASES = {
         {},
         {"detect_resolution": 256, "image_resolution": 384, "include_hand": False, "include_foot": True,
          "stick_scaling": True},
+    ),
+    "musepose": (["--style", "musepose", "--no-face"], {}, {"style": "musepose", "include_face": False}),
+    "mimicmotion-sharp": (
+        ["--style", "mimicmotion", "--draw-at-output-resolution", "--image-resolution", "768"],
+        {},
+        {"style": "mimicmotion", "draw_at_output_resolution": True, "image_resolution": 768},
     ),
     "detector": (
         ["--min-box-size", "120", "--max-persons", "3", "--score-threshold", "0.4", "--mode", "reference",
