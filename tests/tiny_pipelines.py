@@ -229,6 +229,33 @@ def save_tiny_sdxl_controlnet(path: Path) -> Path:
     return path
 
 
+def build_tiny_animatediff_controlnet(tokenizer_dir: Path, seed: int = 0):
+    """A random AnimateDiff ControlNet pipeline (SD 1.5-shaped UNet, ControlNet and a motion
+    adapter whose blocks match the UNet's), for pose-sequence tests: frames go in through
+    ``conditioning_frames=``; ``tokenizer_dir`` receives the tokenizer files."""
+    from diffusers import AnimateDiffControlNetPipeline, MotionAdapter
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer(tokenizer_dir)
+    unet, controlnet = _unet_and_controlnet(sdxl=False)
+    motion_adapter = MotionAdapter(
+        block_out_channels=unet.config.block_out_channels,
+        motion_layers_per_block=unet.config.layers_per_block,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=unet.config.norm_num_groups,
+        motion_max_seq_length=32,
+    )
+    return AnimateDiffControlNetPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        tokenizer=tokenizer,
+        unet=unet,
+        motion_adapter=motion_adapter,
+        controlnet=controlnet,
+        scheduler=EulerDiscreteScheduler(),
+    )
+
+
 # COCO-WholeBody body index -> OpenPose-18 index of the same joint (neck, OpenPose 1, is derived).
 _COCO_BODY_FROM_OPENPOSE = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 # Feet (left big toe, left small toe, left heel, right ...) as offsets from the ankles, in pixels.
