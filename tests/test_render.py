@@ -542,6 +542,6 @@ def test_the_examples_in_docs_rendering_md_run() -> None:
     if not doc.exists():
         pytest.skip("docs/rendering.md is not in this checkout")
     blocks = doc.read_text().split("```python\n")[1:]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         exec(compile(block.split("```", 1)[0], str(doc), "exec"), {})
