@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from dwpose_ctrl.openpose import read_json
-from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.render import RenderOptions, draw_openpose, render_map
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "docs" / "images"
@@ -59,6 +59,20 @@ def pose_pictures() -> None:
     Image.fromarray(small).save(HERE / "stick_scaling.png", optimize=True)
 
 
+def style_picture() -> None:
+    """The pose detected at 384 x 512 and written at 768 x 1024: the annotator's map (upscaled),
+    drawn at the output resolution, MusePose's and MimicMotion's styles (a crop around the raised hand)."""
+    frame = dataclasses.replace(read_json(POSE), width=384, height=512)
+    variants = [
+        RenderOptions(),
+        RenderOptions(draw_at_output_resolution=True),
+        RenderOptions(style="musepose"),
+        RenderOptions(style="mimicmotion"),
+    ]
+    crops = [render_map(frame, (1024, 768), options)[40:440, 60:460] for options in variants]
+    Image.fromarray(side_by_side(crops)).save(HERE / "styles.png", optimize=True)
+
+
 def detection_picture(yolox: Path) -> None:
     from dwpose_ctrl.detector import DWposeDetector
 
@@ -81,6 +95,7 @@ def main() -> None:
     parser.add_argument("--yolox", type=Path, default=ROOT.parent / "shared/assets/weights/yolox_nano.onnx")
     args = parser.parse_args()
     pose_pictures()
+    style_picture()
     if args.yolox.exists():
         detection_picture(args.yolox)
     else:
