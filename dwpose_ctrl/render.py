@@ -173,7 +173,17 @@ def render_map(
     """
     if not isinstance(options, RenderOptions):
         raise TypeError(f"options must be a RenderOptions, got {type(options).__name__}")
-    out_height, out_width = (frame.height, frame.width) if output_size is None else output_size
+    if output_size is None:
+        output_size = (frame.height, frame.width)
+    if (
+        not isinstance(output_size, (tuple, list))
+        or len(output_size) != 2
+        or not all(isinstance(side, (int, np.integer)) and not isinstance(side, bool) for side in output_size)
+        or min(output_size) < 1
+    ):
+        raise ValueError(f"output_size must be (height, width) in whole pixels > 0, got {output_size!r}")
+    out_height, out_width = int(output_size[0]), int(output_size[1])
+    _check_canvas_size(out_height, out_width)
     canvas_size = None
     interpolation = cv2.INTER_LINEAR
     if options.draw_at_output_resolution:

@@ -258,3 +258,10 @@ def test_render_map_overlay_resizes_the_photo_to_the_canvas() -> None:
     image = render_map(frame, (256, 256), options, background=photo)
     assert pixel(image, 5, 5) == (60, 60, 60)
     assert pixel(image, 128 + 4, 128) == (255, 0, 0) and pixel(image, 128 + 5, 128) == (60, 60, 60)
+
+
+@pytest.mark.parametrize("size", [(0, 10), (10,), (10.5, 10), "512", (True, 4), (-4, 4)])
+def test_render_map_refuses_bad_output_sizes(size) -> None:
+    frame = OpenPoseFrame([], 16, 16)
+    with pytest.raises(ValueError, match="output_size must be"):
+        render_map(frame, size)
