@@ -265,3 +265,11 @@ def test_render_map_refuses_bad_output_sizes(size) -> None:
     frame = OpenPoseFrame([], 16, 16)
     with pytest.raises(ValueError, match="output_size must be"):
         render_map(frame, size)
+
+
+def test_render_settings_refuse_an_unknown_style_up_front() -> None:
+    from dwpose_ctrl.engines.pose import RenderSettings
+
+    assert RenderSettings(style="musepose").render_options.style == "musepose"
+    with pytest.raises(ValueError, match="unknown drawing style 'wan'"):
+        RenderSettings(style="wan")

@@ -18,6 +18,7 @@ from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.openpose import VISIBILITY_THRESHOLD, frame_to_json, persons_to_openpose
 from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
+from dwpose_ctrl.styles import get_style
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class RenderSettings:
     stick_scaling: bool = False
     style: str = "annotator"
     draw_at_output_resolution: bool = False
+
+    def __post_init__(self) -> None:
+        get_style(self.style)  # an unknown style stops the job before any item, naming the choices
 
     @property
     def render_options(self) -> RenderOptions:
