@@ -273,3 +273,36 @@ def test_render_settings_refuse_an_unknown_style_up_front() -> None:
     assert RenderSettings(style="musepose").render_options.style == "musepose"
     with pytest.raises(ValueError, match="unknown drawing style 'wan'"):
         RenderSettings(style="wan")
+
+
+def off_palette_pixels(image: np.ndarray) -> int:
+    """Pixels whose colour is none of the annotator's drawn colours (nor black)."""
+    from dwpose_ctrl.render import BODY_COLORS, HAND_EDGE_COLORS
+
+    palette = {BLACK, (0, 0, 255), (255, 255, 255), *BODY_COLORS, *HAND_EDGE_COLORS}
+    palette |= {tuple(int(channel * 0.6) for channel in color) for color in BODY_COLORS}
+    colours = image.reshape(-1, 3)
+    known = np.zeros(len(colours), bool)
+    for color in palette:
+        known |= (colours == color).all(axis=1)
+    return int((~known).sum())
+
+
+def test_detector_map_at_1024_is_sharp_when_drawn_at_the_output_resolution(
+    tmp_path, yolox_nano_path, portraits_dir
+) -> None:
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.detector import DWposeDetector
+
+    pose_model = pose_like(tmp_path / "pose.onnx", input_size=(64, 48), dynamic=True, seed=3)
+    detector = DWposeDetector(yolox_nano_path, pose_model)
+    photo = str(portraits_dir / "grace_hopper.jpg")  # 512 x 600: the map is 1024 x 1216
+    upscaled = detector(photo, detect_resolution=256, image_resolution=1024, output_type="np")
+    sharp = detector(
+        photo, detect_resolution=256, image_resolution=1024, output_type="np", draw_at_output_resolution=True
+    )
+    assert sharp.shape == upscaled.shape == (1216, 1024, 3)
+    assert sharp.any()
+    assert off_palette_pixels(sharp) == 0
+    assert off_palette_pixels(upscaled) > 10_000
