@@ -64,11 +64,7 @@ RIGHT_FOOT_COLOR = (0, 255, 255)
 FOOT_LIMB_COLORS = (LEFT_FOOT_COLOR,) * 3 + (RIGHT_FOOT_COLOR,) * 3
 FOOT_POINT_COLORS = (LEFT_FOOT_COLOR,) * 3 + (RIGHT_FOOT_COLOR,) * 3
 
-STICK_HALF_WIDTH = 4
-JOINT_RADIUS = 4
-HAND_LINE_THICKNESS = 2
-HAND_POINT_RADIUS = 4
-FACE_POINT_RADIUS = 3
+STICK_HALF_WIDTH = 4  # radii and line widths per style: dwpose_ctrl.styles.DrawingStyle
 LIMB_DIMMING = 0.6
 # uint8 value v -> int(v * 0.6), the reference's float64 multiply and truncation, as a lookup table.
 _DIMMED = (np.arange(256, dtype=np.float64) * LIMB_DIMMING).astype(np.uint8)
@@ -184,8 +180,8 @@ def render_map(
         raise ValueError(f"output_size must be (height, width) in whole pixels > 0, got {output_size!r}")
     out_height, out_width = int(output_size[0]), int(output_size[1])
     _check_canvas_size(out_height, out_width)
-    canvas_size = None
     interpolation = cv2.INTER_LINEAR
+    canvas_size: tuple[int, int] | None
     if options.draw_at_output_resolution:
         canvas_size = (out_height, out_width)
     else:
