@@ -294,7 +294,7 @@ def detector_spec_from_args(args: argparse.Namespace):
 
 
 class _StopOnSignal:
-    """First SIGINT/SIGTERM: finish the current item, then stop. Second SIGINT: abort now."""
+    """First SIGINT/SIGTERM: finish the current item, then stop. A second one: abort now."""
 
     def __init__(self, stop: threading.Event, say):
         self.stop = stop
@@ -308,7 +308,7 @@ class _StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
-        if self.stop.is_set() and signum == signal.SIGINT:
+        if self.stop.is_set():  # a second SIGINT or SIGTERM: abort now
             raise KeyboardInterrupt
         self.stop.set()
         self.say(
@@ -330,6 +330,8 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
     job = job_from_args(args)
     factory = estimator_factory or detector_spec_from_args(args)
     storage = Storage(dict(args.storage_option))
+    if args.report:
+        storage.check_writable(args.report, "report")
     progress = tqdm(total=0, unit="img", disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
 
     def say(text: str) -> None:

@@ -334,14 +334,14 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     save(tmp_path / "in" / "ok.jpg")
     locked = save(tmp_path / "in" / "locked.jpg", seed=1)
     if os.geteuid() == 0:  # root reads through chmod 000: simulate the denied read instead
-        original = Storage.read_bytes
+        original = Storage.open_input
 
-        def read_bytes(self, location):
+        def open_input(self, location):
             if location.endswith("locked.jpg"):
                 raise PermissionError(13, "Permission denied", location)
             return original(self, location)
 
-        monkeypatch.setattr(Storage, "read_bytes", read_bytes)
+        monkeypatch.setattr(Storage, "open_input", open_input)
     else:
         locked.chmod(0)
     try:

@@ -18,10 +18,13 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
+import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -31,7 +34,7 @@ from dwpose_ctrl.engines.pipeline import BackgroundWorker, prefetch
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, frame_name
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
-from dwpose_ctrl.engines.storage import Storage, is_url, join
+from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url, join
 from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.video import BoxTracker, KeypointSmoother, VideoWriter, boxes_from_persons, open_video
@@ -47,11 +50,25 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True)
 class Smoothing:
-    """One-Euro filter settings for video keypoints (see :class:`dwpose_ctrl.video.OneEuroFilter`)."""
+    """One-Euro filter settings for video keypoints (see :class:`dwpose_ctrl.video.OneEuroFilter`).
+
+    Checked when made, so that bad values stop a run before any item rather than fail every video.
+    """
 
     min_cutoff: float = 1.0
     beta: float = 0.0
     derivative_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        values = (self.min_cutoff, self.beta, self.derivative_cutoff)
+        if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in values):
+            raise ValueError(f"smoothing settings must be finite numbers, got {values}")
+        if self.min_cutoff <= 0 or self.derivative_cutoff <= 0 or self.beta < 0:
+            raise ValueError(
+                f"smoothing needs min_cutoff > 0 (--smooth-min-cutoff, got {self.min_cutoff}), "
+                f"beta >= 0 (--smooth-beta, got {self.beta}) and derivative_cutoff > 0 "
+                f"(got {self.derivative_cutoff})"
+            )
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,20 @@ class LoadedImage:
     data: bytes
 
 
+#: Most file bytes per pixel of the header's size that an image file may hold (16: float32 RGBA),
+#: plus :data:`IMAGE_FILE_SLACK` bytes for metadata (EXIF, ICC profiles, embedded previews).
+IMAGE_BYTES_PER_PIXEL = 16
+IMAGE_FILE_SLACK = 64 * 1024 * 1024
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ItemError(
+            f"decompression bomb: the header says {width}x{height} = {width * height} pixels, more "
+            f"than --max-pixels {max_pixels}; raise the limit only for files you trust"
+        )
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image file bytes to RGB uint8 with EXIF orientation applied; :class:`ItemError` if bad."""
     if not data:
@@ -92,11 +123,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
-            if width * height > max_pixels:
-                raise ItemError(
-                    f"decompression bomb: the header says {width}x{height} = {width * height} pixels, more "
-                    f"than --max-pixels {max_pixels}; raise the limit only for files you trust"
-                )
+            _check_pixels(width, height, max_pixels)
             check_image_size(height, width, "image")
             image = ImageOps.exif_transpose(opened)
             image.load()
@@ -109,12 +136,46 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ItemError(f"corrupt or truncated image: {error}") from error
 
 
-def read_image(item: WorkItem, storage: Storage, job: JobSettings) -> LoadedImage:
-    """Read, decode and resize for detection one image item."""
+def read_image_file(handle: BinaryIO, max_pixels: int = MAX_PIXELS) -> bytes:
+    """The bytes of an image file, read only after its header passed the pixel limit.
+
+    The header is parsed from the open file first (Pillow reads only what it needs), so a file
+    that is no image or claims too many pixels costs a few kilobytes, and at most
+    ``width * height * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_SLACK`` bytes are ever read.
+    """
+    if not handle.read(1):
+        raise ItemError("empty file (0 bytes)")
+    handle.seek(0)
     try:
-        data = storage.read_bytes(item.source.location)
+        with Image.open(handle) as opened:
+            width, height = opened.size
+    except Image.DecompressionBombError as error:
+        raise ItemError(f"decompression bomb: {error}") from error
+    except UnidentifiedImageError as error:
+        raise ItemError("not an image (no image format recognises its content)") from error
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        raise ItemError(f"corrupt or truncated image: {error}") from error
+    _check_pixels(width, height, max_pixels)
+    limit = width * height * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_SLACK
+    handle.seek(0)
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ItemError(
+            f"the file holds more than {limit} bytes, more than a {width}x{height} image needs "
+            f"({IMAGE_BYTES_PER_PIXEL} bytes per pixel + {IMAGE_FILE_SLACK >> 20} MiB); not read"
+        )
+    return data
+
+
+def read_image(item: WorkItem, storage: Storage, job: JobSettings) -> LoadedImage:
+    """Read (regular files only, header first, bytes capped), decode and resize one image item."""
+    try:
+        with storage.open_input(item.source.location) as handle:
+            data = read_image_file(handle, job.max_pixels)
     except IsADirectoryError as error:
         raise ItemError("is a folder, not a file") from error
+    except NotRegularFileError as error:
+        raise ItemError(error.strerror) from error
     except PermissionError as error:
         raise ItemError(f"unreadable: permission denied ({error.strerror or error})") from error
     except OSError as error:
@@ -217,6 +278,12 @@ def _open_video_source(location: str, storage: Storage):
     if is_url(location):
         filesystem = storage.filesystem(location)
         return filesystem.open(filesystem._strip_protocol(location), "rb")
+    try:
+        storage.open_input(location).close()  # a FIFO or device would block the decoder forever
+    except NotRegularFileError as error:
+        raise ItemError(error.strerror) from error
+    except IsADirectoryError as error:
+        raise ItemError("is a folder, not a file") from error
     return location
 
 

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dwpose_ctrl.engines.storage import Storage, is_url, join
+from dwpose_ctrl.engines.storage import Storage, file_kind_problem, is_url, join, walk_folders
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -139,16 +139,16 @@ def _glob_base(pattern: str) -> str:
 
 
 def _stat_problem(path: str) -> str | None:
-    """Why a local path cannot be read as a file, or None when it can."""
+    """Why a local path cannot be read as a file (or listed as a folder), or None when it can."""
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as error:
         if error.errno == errno.ELOOP:
             return "symlink loop (the link points back to itself)"
         if os.path.islink(path):
             return f"broken symlink to {os.readlink(path)!r}"
         return f"cannot read: {error.strerror or error}"
-    return None
+    return file_kind_problem(mode)
 
 
 def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], list[Problem]]:
@@ -160,14 +160,14 @@ def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], 
     def on_error(error: OSError) -> None:
         problems.append(Problem(error.filename or root, f"cannot list folder: {error.strerror or error}"))
 
-    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=on_error):
+    for folder, subfolders, names in walk_folders(root, follow_links=True, on_error=on_error):
         kept = []
         for name in sorted(subfolders):
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
             real = os.path.realpath(path)
-            if any(real == out or real.startswith(out + os.sep) for out in excluded):
+            if _inside_any(real, excluded):
                 continue
             if real in visited:
                 problems.append(
@@ -206,7 +206,10 @@ def discover(
     Folders are searched recursively for known image and video extensions, skipping hidden files
     and folders (names starting with ``.``, such as ``.git`` or macOS ``._photo.jpg``); files named
     explicitly are taken whatever their extension (a non-image then fails with its reason).
-    Anything below an ``exclude`` folder (the output root) is never read.
+    Anything found below an ``exclude`` folder (the output root) by a folder or a glob is never
+    read; a file named explicitly is always tried. An input that finds files, but only inside an
+    ``exclude`` folder, is a problem (the run would silently do nothing). Only regular files are
+    read: FIFOs, devices and sockets are problems.
     """
     storage = storage or Storage()
     exclude = list(exclude)
@@ -214,6 +217,7 @@ def discover(
     excluded_urls = [url.rstrip("/") + "/" for url in exclude if is_url(url)]
     found: dict[tuple[str, str], Source] = {}
     problems: list[Problem] = []
+    skipped_inside_output = [0]
 
     def add(location: str, relative: str, explicit: bool) -> None:
         kind = media_kind(location) or ("image" if explicit else None)
@@ -221,58 +225,91 @@ def discover(
             return
         if not explicit and any(part.startswith(".") for part in relative.split("/")):
             return
-        if is_url(location):
+        if not explicit and is_url(location):
             if any(location.startswith(prefix) for prefix in excluded_urls):
+                skipped_inside_output[0] += 1
                 return
-        else:
-            real = os.path.realpath(location)
-            if any(real == out or real.startswith(out + os.sep) for out in excluded):
-                return
+        elif not explicit and _inside_any(os.path.realpath(location), excluded):
+            skipped_inside_output[0] += 1
+            return
         found.setdefault((location, relative), Source(location, relative, kind))
 
     for entry in inputs:
-        if is_url(entry):
-            if _has_magic(entry):
-                base = _glob_base(entry)
-                for url in storage.glob(entry):
-                    add(url, posixpath.relpath(url, base), explicit=False)
-            elif storage.is_dir(entry):
-                root = entry.rstrip("/")
-                for url in storage.list_files(root):
-                    add(url, posixpath.relpath(url, root), explicit=False)
-            elif storage.exists(entry):
-                add(entry, posixpath.basename(entry), explicit=True)
-            else:
-                problems.append(Problem(entry, "no such file or folder"))
-            continue
-        if os.path.isdir(entry):
-            files, walk_problems = _walk_local(entry, excluded)
-            problems.extend(walk_problems)
-            for path, relative in files:
-                add(path, relative, explicit=False)
-        elif os.path.lexists(entry):
-            reason = _stat_problem(entry)
-            if reason is not None:
-                problems.append(Problem(entry, reason))
-            else:
-                add(entry, os.path.basename(entry), explicit=True)
-        elif _has_magic(entry):
-            base = _glob_base(entry)
-            matches = sorted(globlib.glob(entry, recursive=True))
-            if not matches:
-                problems.append(Problem(entry, "the pattern matches no file"))
-            for match in matches:
-                if os.path.isdir(match):
-                    files, walk_problems = _walk_local(match, excluded)
-                    problems.extend(walk_problems)
-                    for path, _ in files:
-                        add(path, os.path.relpath(path, base).replace(os.sep, "/"), explicit=False)
-                else:
-                    add(match, os.path.relpath(match, base).replace(os.sep, "/"), explicit=False)
-        else:
-            problems.append(Problem(entry, "no such file or folder"))
+        found_before, skipped_before, problems_before = len(found), skipped_inside_output[0], len(problems)
+        _discover_entry(entry, storage, excluded, add, problems, skipped_inside_output)
+        nothing_else = len(found) == found_before and len(problems) == problems_before
+        if nothing_else and skipped_inside_output[0] > skipped_before:
+            problems.append(
+                Problem(
+                    entry,
+                    "everything it names is inside the output folder, which is never read as input; "
+                    "give an output folder (-o) outside the input",
+                )
+            )
     sources = sorted(found.values(), key=lambda source: (source.relative, source.location))
     return sources, problems
+
+
+def _inside_any(real: str, folders: list[str]) -> bool:
+    return any(real == folder or real.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
+
+
+def _discover_entry(
+    entry: str, storage: Storage, excluded: list[str], add, problems: list[Problem], skipped: list[int]
+) -> None:
+    """Add the sources of one input through ``add``; append its problems; count folders skipped."""
+    if is_url(entry):
+        if _has_magic(entry):
+            base = _glob_base(entry)
+            for url in storage.glob(entry):
+                add(url, posixpath.relpath(url, base), explicit=False)
+        elif storage.is_dir(entry):
+            root = entry.rstrip("/")
+            for url in storage.list_files(root):
+                add(url, posixpath.relpath(url, root), explicit=False)
+        elif storage.exists(entry):
+            add(entry, posixpath.basename(entry), explicit=True)
+        else:
+            problems.append(Problem(entry, "no such file or folder"))
+        return
+    if os.path.isdir(entry):
+        if _inside_any(os.path.realpath(entry), excluded):
+            skipped[0] += 1
+            return
+        files, walk_problems = _walk_local(entry, excluded)
+        problems.extend(walk_problems)
+        for path, relative in files:
+            add(path, relative, explicit=False)
+    elif os.path.lexists(entry):
+        reason = _stat_problem(entry)
+        if reason is not None:
+            problems.append(Problem(entry, reason))
+        else:
+            add(entry, os.path.basename(entry), explicit=True)
+    elif _has_magic(entry):
+        base = _glob_base(entry)
+        try:
+            matches = sorted(globlib.glob(entry, recursive=True))
+        except RecursionError:
+            problems.append(Problem(entry, "folders nested too deep for a pattern; give the folder instead"))
+            return
+        if not matches:
+            problems.append(Problem(entry, "the pattern matches no file"))
+        for match in matches:
+            if os.path.isdir(match):
+                if _inside_any(os.path.realpath(match), excluded):
+                    skipped[0] += 1
+                    continue
+                files, walk_problems = _walk_local(match, excluded)
+                problems.extend(walk_problems)
+                for path, _ in files:
+                    add(path, os.path.relpath(path, base).replace(os.sep, "/"), explicit=False)
+            elif media_kind(match) is not None and (reason := _stat_problem(match)) is not None:
+                problems.append(Problem(match, reason))
+            else:
+                add(match, os.path.relpath(match, base).replace(os.sep, "/"), explicit=False)
+    else:
+        problems.append(Problem(entry, "no such file or folder"))
 
 
 # planning ----------------------------------------------------------------------------------------
@@ -293,8 +330,15 @@ def _outputs_for(source: Source, stem: str, options: OutputOptions) -> dict[str,
         if options.overlay:
             names["overlay"] = stem + ".overlay.png"
         if options.metadata:
-            names["photo_copy"] = f"{METADATA_IMAGES}/{source.relative}"
+            names["photo_copy"] = f"{METADATA_IMAGES}/{_photo_copy_name(source, stem)}"
     return names
+
+
+def _photo_copy_name(source: Source, stem: str) -> str:
+    """The photo copy keeps the input's relative name unless its stem had to get a hash."""
+    if stem in (posixpath.splitext(source.relative)[0], source.relative):
+        return source.relative
+    return stem + posixpath.splitext(source.relative)[1]
 
 
 def _claims(names: dict[str, str]) -> list[str]:
@@ -313,12 +357,14 @@ def _colliding(claims_by_index: dict[int, list[str]], reserved: Iterable[str] = 
     for claim, indices in owners.items():
         if len(indices) > 1:
             bad |= indices
-        # a name inside another item's folder claim ("clip/" of a video's frames) collides with it
+        # a name inside a folder that is another item's file ("c.png/x.png" and the map "c.png")
+        # or folder claim ("clip/" of a video's frames) collides with it
         parts = claim.rstrip("/").split("/")
         for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth]) + "/"
-            if folder in owners:
-                bad |= indices | owners[folder]
+            folder = "/".join(parts[:depth])
+            for owner in (folder, folder + "/"):
+                if owner in owners:
+                    bad |= indices | owners[owner]
     bad.discard(-1)
     return bad
 
@@ -340,7 +386,7 @@ def plan(sources: list[Source], output_root: str, options: OutputOptions) -> lis
             if attempt == 0:
                 stems[index] = source.relative
             else:
-                digest = hashlib.sha1(source.location.encode("utf-8")).hexdigest()[:8]
+                digest = hashlib.sha1(source.location.encode("utf-8", "surrogateescape")).hexdigest()[:8]
                 stems[index] = f"{source.relative}~{digest}"
     else:
         raise ValueError(
@@ -373,5 +419,5 @@ def frame_name(index: int) -> str:
 
 
 def is_done(item: WorkItem, storage: Storage) -> bool:
-    """An item is done when every required output exists (each was written atomically)."""
-    return all(storage.exists(location) for location in item.required)
+    """An item is done when every required output is a file (each was written atomically)."""
+    return all(storage.is_file(location) for location in item.required)

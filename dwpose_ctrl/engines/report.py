@@ -1,8 +1,15 @@
-"""What happened to each input, and the summary of a run."""
+"""What happened to each input, and the summary of a run.
+
+File names in JSON (the report, ``metadata.jsonl``): a name that is not valid UTF-8 is held, as
+Python holds it (``os.fsdecode``, PEP 383), with each undecodable byte ``0xXY`` as the lone
+surrogate ``U+DCXY``; JSON files write that as the escape ``\\udcXY``, so they stay valid UTF-8
+and ``os.fsencode(json.loads(text))`` gives the original bytes back (:func:`json_text`).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -65,15 +72,14 @@ class RunReport:
         return text
 
     def to_json(self) -> str:
-        """The whole report as JSON: counts and one record per item."""
-        return json.dumps(
+        """The whole report as JSON: counts and one record per item (names: see the module doc)."""
+        return json_text(
             {
                 "counts": self.counts,
                 "interrupted": self.interrupted,
                 "items": [asdict(r) for r in self.results],
             },
             indent=1,
-            ensure_ascii=False,
         )
 
 
@@ -84,3 +90,16 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, (ValueError, TypeError)) and message:
         return message
     return f"{kind}: {message}" if message else kind
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(data: object, **options) -> str:
+    """``json.dumps`` keeping non-ASCII text as is, but lone surrogates as ``\\udcXY`` escapes.
+
+    The result always encodes to UTF-8; ``json.loads`` restores the surrogates, and
+    ``os.fsencode`` then the original bytes of a file name that was not UTF-8.
+    """
+    text = json.dumps(data, ensure_ascii=False, **options)
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -4,21 +4,106 @@ Local paths use the operating system directly. URLs with a scheme go through fss
 ``s3://``), the filesystem layer Ray Data and pyarrow also use. Every write is atomic: on a local
 disk the bytes go to a hidden temporary file in the destination folder, which is then renamed over
 the final name (``os.replace``); an object store only shows an object once its upload is complete.
-So a file under its final name is always whole, whenever the process is killed.
+So a file under its final name is always whole, whenever the process is killed. New files get the
+mode a plain ``open()`` gives (``0o666`` less the umask); a replaced file keeps its mode.
+
+Only regular files are read (:meth:`Storage.open_input`): a FIFO, a device such as ``/dev/zero`` or
+a socket is refused at once instead of blocking or never ending. :func:`output_lock` keeps a second
+run out of an output folder that a run is writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
+import secrets
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+from dwpose_ctrl.engines.report import EngineError
 
 #: Temporary files end with this suffix; a run removes stale ones left by a killed run.
 PARTIAL_SUFFIX = ".dwpose-partial"
+
+#: Characters of the final name kept in a temporary file's name (file names are limited to 255 bytes).
+_TEMPORARY_NAME_CHARS = 80
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFileError(OSError):
+    """A path that is not a regular file (FIFO, device, socket): it is never read."""
+
+
+def file_kind_problem(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read, or None for regular files and folders."""
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return f"not a regular file ({kind}); only regular files are read"
+    return None
+
+
+def make_folders(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` without recursion, so any depth works."""
+    missing = []
+    current = os.path.abspath(folder)
+    while not os.path.isdir(current):
+        missing.append(current)
+        up = os.path.dirname(current)
+        if up == current:
+            break
+        current = up
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of a folder", path)
+
+
+def walk_folders(
+    root: str, follow_links: bool = False, on_error: Callable[[OSError], None] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Like ``os.walk`` (top-down, names sorted, the caller may prune ``folders``), without recursion.
+
+    Python 3.11's ``os.walk`` recurses once per level and fails past ~1000 nested folders; this one
+    keeps its own stack, so depth is never a run-wide problem. A folder that cannot be listed goes
+    to ``on_error`` (with ``filename`` set) and the walk goes on; without ``on_error`` it raises.
+    """
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        folders: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        is_folder = entry.is_dir(follow_symlinks=follow_links)
+                    except OSError:
+                        is_folder = False
+                    (folders if is_folder else files).append(entry.name)
+        except OSError as error:
+            if on_error is None:
+                raise
+            if error.filename is None:
+                error.filename = folder
+            on_error(error)
+            continue
+        folders.sort()
+        files.sort()
+        yield folder, folders, files
+        stack.extend(os.path.join(folder, name) for name in reversed(folders))
 
 
 def is_url(location: str) -> bool:
@@ -100,12 +185,51 @@ class Storage:
         return f"{url_like.partition('://')[0]}://{fs_path}"
 
     # reading -----------------------------------------------------------------------------
-    def read_bytes(self, location: str) -> bytes:
+    def open_input(self, location: str) -> BinaryIO:
+        """Open a file for reading; a local path must be a regular file (never blocks on a FIFO).
+
+        Raises ``IsADirectoryError`` for folders and :class:`NotRegularFileError` for FIFOs,
+        devices and sockets, before reading a byte.
+        """
         if is_url(location):
             fs, path = self._fs_path(location)
-            return fs.cat_file(path)
-        with open(location, "rb") as handle:
-            return handle.read()
+            return fs.open(path, "rb")
+        try:
+            descriptor = os.open(location, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # opening a socket
+                raise NotRegularFileError(
+                    errno.ENXIO, "not a regular file (a socket); only regular files are read", location
+                ) from error
+            raise
+        try:
+            mode = os.fstat(descriptor).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", location)
+            problem = file_kind_problem(mode)
+            if problem is not None:
+                raise NotRegularFileError(errno.EINVAL, problem, location)
+            os.set_blocking(descriptor, True)
+            return os.fdopen(descriptor, "rb")
+        except BaseException:
+            os.close(descriptor)
+            raise
+
+    def read_bytes(self, location: str, limit: int | None = None) -> bytes:
+        """The whole file; with ``limit``, ``ValueError`` once it holds more than ``limit`` bytes."""
+        with self.open_input(location) as handle:
+            if limit is None:
+                return handle.read()
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{location!r} is larger than {limit} bytes, the most read from such a file")
+        return data
+
+    def is_file(self, location: str) -> bool:
+        """True when a file (not a folder) exists at ``location``."""
+        if is_url(location):
+            return self.exists(location)
+        return os.path.isfile(location)
 
     def exists(self, location: str) -> bool:
         if is_url(location):
@@ -165,14 +289,17 @@ class Storage:
 
     @contextlib.contextmanager
     def atomic_local_path(self, location: str) -> Iterator[str]:
-        """A temporary path beside ``location``; renamed onto it when the block succeeds."""
+        """A new temporary path beside ``location``; renamed onto it when the block succeeds.
+
+        The temporary file is created like ``open(..., "w")`` creates files (``0o666`` less the
+        umask), or with the mode of the file it replaces, so outputs never end up ``0o600``.
+        """
         folder = os.path.dirname(location) or "."
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(location)}.", suffix=PARTIAL_SUFFIX
-        )
-        os.close(handle)
+        make_folders(folder)
+        temporary = _create_temporary(folder, os.path.basename(location))
         try:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(temporary, stat.S_IMODE(os.stat(location).st_mode))
             yield temporary
             os.replace(temporary, location)
         except BaseException:
@@ -201,17 +328,93 @@ class Storage:
                 os.unlink(temporary)
 
     def remove_stale_partials(self, root: str) -> int:
-        """Delete temporary files a killed run left below a local ``root``; return how many."""
+        """Delete temporary files a killed run left below a local ``root``; return how many.
+
+        Call it only while holding :func:`output_lock` on ``root``: other runs' files are then stale.
+        """
         if is_url(root) or not os.path.isdir(root):
             return 0
         removed = 0
-        for folder, _, files in os.walk(root):
+        for folder, _, files in walk_folders(root, on_error=lambda error: None):
             for name in files:
                 if name.endswith(PARTIAL_SUFFIX):
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(folder, name))
                         removed += 1
         return removed
+
+    def check_writable(self, location: str, what: str) -> None:
+        """Refuse, before any work, a local file location that cannot be written (``ValueError``)."""
+        if is_url(location):
+            return
+        if os.path.isdir(location):
+            raise ValueError(f"the {what} {location!r} is a folder; give a file name")
+        self.check_folder_writable(os.path.dirname(location) or ".", f"the {what} {location!r}")
+
+    @staticmethod
+    def check_folder_writable(folder: str, what: str) -> None:
+        """Create and delete a temporary file in a local ``folder``; ``ValueError`` naming ``what``."""
+        if not os.path.isdir(folder):
+            raise ValueError(f"cannot write {what}: the folder {folder!r} does not exist")
+        try:
+            os.unlink(_create_temporary(folder, "write-check"))
+        except OSError as error:
+            raise ValueError(f"cannot write {what}: {error.strerror or error}") from error
+
+
+def _create_temporary(folder: str, name: str) -> str:
+    """Create a new empty hidden ``*.dwpose-partial`` file in ``folder``; its path.
+
+    ``O_EXCL`` with mode ``0o666`` makes the kernel apply the umask exactly as for ``open()``;
+    the random part makes the name unique to this call.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        path = os.path.join(
+            folder, f".{name[:_TEMPORARY_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        )
+        try:
+            os.close(os.open(path, flags, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
+@contextlib.contextmanager
+def output_lock(root: str) -> Iterator[None]:
+    """Hold an advisory lock on a local output folder (created if missing) for the whole run.
+
+    A second run into the same folder raises :class:`~dwpose_ctrl.engines.report.EngineError` at
+    once instead of deleting the first run's temporary files. The lock is ``flock`` on the folder
+    itself (no lock file is left behind) and goes away with the process, even after ``SIGKILL``.
+    Object-store outputs (URLs) and systems without ``fcntl`` are not locked. A folder this call
+    created is removed again if the run left it empty.
+    """
+    if is_url(root):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        yield
+        return
+    created = not os.path.isdir(root)
+    make_folders(root)
+    descriptor = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EngineError(
+                f"another dwpose-render is writing into {root!r}; wait until it ends or give another "
+                "output folder (-o)"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
 
 
 def local_real_path(location: str) -> str | None:
