@@ -61,11 +61,10 @@ class Smoothing:
 
     def __post_init__(self) -> None:
         values = (self.min_cutoff, self.beta, self.derivative_cutoff)
-        if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in values):
-            raise ValueError(f"smoothing settings must be finite numbers, got {values}")
-        if self.min_cutoff <= 0 or self.derivative_cutoff <= 0 or self.beta < 0:
+        finite = all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
+        if not finite or self.min_cutoff <= 0 or self.derivative_cutoff <= 0 or self.beta < 0:
             raise ValueError(
-                f"smoothing needs min_cutoff > 0 (--smooth-min-cutoff, got {self.min_cutoff}), "
+                f"smoothing needs finite min_cutoff > 0 (--smooth-min-cutoff, got {self.min_cutoff}), "
                 f"beta >= 0 (--smooth-beta, got {self.beta}) and derivative_cutoff > 0 "
                 f"(got {self.derivative_cutoff})"
             )
@@ -143,7 +142,8 @@ def read_image_file(handle: BinaryIO, max_pixels: int = MAX_PIXELS) -> bytes:
     that is no image or claims too many pixels costs a few kilobytes, and at most
     ``width * height * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_SLACK`` bytes are ever read.
     """
-    if not handle.read(1):
+    size = handle.seek(0, io.SEEK_END)
+    if size == 0:
         raise ItemError("empty file (0 bytes)")
     handle.seek(0)
     try:
@@ -157,14 +157,15 @@ def read_image_file(handle: BinaryIO, max_pixels: int = MAX_PIXELS) -> bytes:
         raise ItemError(f"corrupt or truncated image: {error}") from error
     _check_pixels(width, height, max_pixels)
     limit = width * height * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_SLACK
-    handle.seek(0)
-    data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ItemError(
-            f"the file holds more than {limit} bytes, more than a {width}x{height} image needs "
-            f"({IMAGE_BYTES_PER_PIXEL} bytes per pixel + {IMAGE_FILE_SLACK >> 20} MiB); not read"
-        )
-    return data
+    if size <= limit:
+        handle.seek(0)
+        data = handle.read(limit + 1)
+        if len(data) <= limit:
+            return data
+    raise ItemError(
+        f"the file holds more than {limit} bytes, more than a {width}x{height} image needs "
+        f"({IMAGE_BYTES_PER_PIXEL} bytes per pixel + {IMAGE_FILE_SLACK >> 20} MiB); not read"
+    )
 
 
 def read_image(item: WorkItem, storage: Storage, job: JobSettings) -> LoadedImage:

@@ -156,6 +156,9 @@ def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], 
     files: list[tuple[str, str]] = []
     problems: list[Problem] = []
     visited: set[str] = {os.path.realpath(root)}
+    # each folder's resolved path, built from its parent's (realpath per folder would make a deep
+    # tree cost depth squared system calls)
+    real_paths: dict[str, str] = {root: os.path.realpath(root)}
 
     def on_error(error: OSError) -> None:
         problems.append(Problem(error.filename or root, f"cannot list folder: {error.strerror or error}"))
@@ -166,7 +169,9 @@ def _walk_local(root: str, excluded: list[str]) -> tuple[list[tuple[str, str]], 
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
-            real = os.path.realpath(path)
+            linked = os.path.islink(path)
+            real = os.path.realpath(path) if linked else os.path.join(real_paths[folder], name)
+            real_paths[path] = real
             if _inside_any(real, excluded):
                 continue
             if real in visited:
