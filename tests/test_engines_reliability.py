@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import stat
 import subprocess
@@ -12,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from render_fakes import blob_factory, blob_image
@@ -22,7 +24,9 @@ from dwpose_ctrl.engines import (
     OutputOptions,
     RenderSettings,
     Smoothing,
+    Storage,
     discover,
+    plan,
     render_files,
 )
 from dwpose_ctrl.engines.storage import PARTIAL_SUFFIX
@@ -87,6 +91,19 @@ def test_names_that_are_not_utf8_survive_into_report_and_metadata(tmp_path):
             assert (os.fsencode(out) + b"/" + os.fsencode(row[key])).startswith(os.fsencode(out))
             assert os.path.isfile(os.fsencode(out) + b"/" + os.fsencode(row[key]))
         assert os.fsencode(row["file_name"]).startswith(b"images/caf\xe9.jpg")
+
+
+def test_ray_actor_rows_with_names_that_are_not_utf8_convert_to_arrow(tmp_path):
+    pyarrow = pytest.importorskip("pyarrow")
+    from dwpose_ctrl.engines.ray_engine import RenderActor
+
+    save(tmp_path / "in" / os.fsdecode(b"caf\xe9.jpg"))
+    (item,) = plan(discover([str(tmp_path / "in")])[0], str(tmp_path / "out"), OutputOptions())
+    actor = RenderActor(blob_factory, JobSettings(render=SMALL), Storage())
+    columns = actor({"index": np.array([0]), "item": np.array([pickle.dumps(item)], dtype=object)})
+    table = pyarrow.table(columns)  # Ray Data keeps rows as Arrow, whose strings must be UTF-8
+    assert table.column("status").to_pylist() == ["done"]
+    assert table.column("location").to_pylist() == [str(tmp_path / "in" / "caf\\udce9.jpg")]
 
 
 # 2. metadata of a subset ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ every node: a shared folder or object storage (``s3://...``).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from dwpose_ctrl.engines.item import JobSettings, process_item
 from dwpose_ctrl.engines.local import ResultCallback, split_done
 from dwpose_ctrl.engines.plan import WorkItem
 from dwpose_ctrl.engines.pose import PoseEstimator
-from dwpose_ctrl.engines.report import INTERRUPTED, EngineError, ItemResult, RunReport
+from dwpose_ctrl.engines.report import INTERRUPTED, EngineError, ItemResult, RunReport, escape_surrogates
 from dwpose_ctrl.engines.storage import Storage
 
 
@@ -45,9 +46,10 @@ class RenderActor:
             item: WorkItem = pickle.loads(payload)
             result = process_item(item, self.estimator, self.job, self.storage)
             columns["index"].append(int(index))
-            columns["location"].append(result.location)
+            # Arrow strings must be UTF-8: names that are not travel escaped, the driver has them
+            columns["location"].append(escape_surrogates(result.location))
             columns["status"].append(result.status)
-            columns["reason"].append(result.reason)
+            columns["reason"].append(escape_surrogates(result.reason))
             columns["frames"].append(result.frames)
             columns["seconds"].append(result.seconds)
         return columns
@@ -99,7 +101,9 @@ class RayEngine:
             ray.data.DataContext.get_current().enable_progress_bars = self.show_progress
             try:
                 rows = [{"index": order[id(item)], "item": pickle.dumps(item)} for item in todo]
+                locations = {order[id(item)]: item.source.location for item in todo}
                 for index, result in self._map(rows, stop, ray):
+                    result = dataclasses.replace(result, location=locations[index])
                     collected.append((index, result))
                     if on_result is not None:
                         on_result(result)

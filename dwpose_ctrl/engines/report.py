@@ -101,5 +101,9 @@ def json_text(data: object, **options) -> str:
     The result always encodes to UTF-8; ``json.loads`` restores the surrogates, and
     ``os.fsencode`` then the original bytes of a file name that was not UTF-8.
     """
-    text = json.dumps(data, ensure_ascii=False, **options)
+    return escape_surrogates(json.dumps(data, ensure_ascii=False, **options))
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (an undecodable file-name byte) as ``\\udcXY``: UTF-8 safe."""
     return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
