@@ -240,8 +240,8 @@ def render_files(
         problems = [Problem(entry, "no image or video file found") for entry in inputs]
     items, unsafe = _unsafe_items(plan(sources, output_root, job.outputs))
     problems = problems + unsafe
-    previous_metadata = read_metadata(output_root, storage) if job.outputs.metadata else []
     with output_lock(output_root):
+        previous_metadata = read_metadata(output_root, storage) if job.outputs.metadata else []
         if not is_url(output_root):
             storage.check_folder_writable(output_root, f"into the output folder {output_root!r}")
         storage.remove_stale_partials(output_root)

@@ -31,6 +31,9 @@ from dwpose_ctrl.engines.report import EngineError
 #: Temporary files end with this suffix; a run removes stale ones left by a killed run.
 PARTIAL_SUFFIX = ".dwpose-partial"
 
+#: Opening a FIFO for reading waits for a writer unless non-blocking (POSIX; absent on Windows).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
 #: Characters of the final name kept in a temporary file's name (file names are limited to 255 bytes).
 _TEMPORARY_NAME_CHARS = 80
 
@@ -195,7 +198,7 @@ class Storage:
             fs, path = self._fs_path(location)
             return fs.open(path, "rb")
         try:
-            descriptor = os.open(location, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            descriptor = os.open(location, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except OSError as error:
             if error.errno == errno.ENXIO:  # opening a socket
                 raise NotRegularFileError(
@@ -209,7 +212,8 @@ class Storage:
             problem = file_kind_problem(mode)
             if problem is not None:
                 raise NotRegularFileError(errno.EINVAL, problem, location)
-            os.set_blocking(descriptor, True)
+            if _NONBLOCK:
+                os.set_blocking(descriptor, True)
             return os.fdopen(descriptor, "rb")
         except BaseException:
             os.close(descriptor)
