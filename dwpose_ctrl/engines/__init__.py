@@ -224,7 +224,11 @@ def render_files(
 ) -> RunReport:
     """Render every input below ``output_root``; return the report (never raises for bad inputs).
 
-    Inputs that cannot even be planned (missing, symlink loops, ...) are reported as failed.
+    Inputs that cannot even be planned (missing, symlink loops, FIFOs, inside the output folder,
+    holding no image or video, a named file whose output would replace an input) are reported as
+    failed. The local output folder is locked for the run (:func:`~dwpose_ctrl.engines.storage.output_lock`):
+    a second run into it raises :class:`~dwpose_ctrl.engines.report.EngineError` before any work,
+    as does an output folder that cannot be written (``ValueError``).
     ``engine`` is ``"local"`` or ``"ray"`` (``ray_options`` go to :class:`RayEngine`); the local
     engine estimates up to ``batch_size`` images per batched call.
     """
