@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from dwpose_ctrl.engines.storage import walk_folders
 from dwpose_ctrl.inputs import to_rgb
 from dwpose_ctrl.person_detection import detect_persons, letterbox
 from dwpose_ctrl.resize import resize_to_resolution
@@ -135,11 +136,20 @@ def _at_least_opset_13(source: Path, scratch: Path) -> Path:
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files named directly or found (sorted, recursively) in the named folders."""
+    """Image files named directly or found (sorted, recursively) in the named folders.
+
+    Only regular files are taken from folders (a FIFO named ``p.jpg`` would block the read), and
+    folders of any depth are walked without recursion.
+    """
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(
+                Path(folder, name)
+                for folder, _, names in walk_folders(str(item))
+                for name in names
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(folder, name))
+            )
         elif item.is_file():
             found.append(item)
         else:

@@ -378,3 +378,18 @@ def test_bad_smoothing_options_stop_the_run_before_any_item(tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(ValueError, match="beta >= 0"):
         Smoothing(beta=-0.5)
+
+
+def test_quantisation_calibration_folders_skip_fifos_and_walk_any_depth(tmp_path, low_recursion_limit):
+    pytest.importorskip("onnxruntime")
+    from dwpose_ctrl.quantize import image_files
+
+    save(tmp_path / "calib" / "a.jpg")
+    os.mkfifo(tmp_path / "calib" / "p.jpg")
+    path = str(tmp_path / "calib")
+    for _ in range(600):
+        path = os.path.join(path, "d")
+        os.mkdir(path)
+    save(Path(path) / "deep.png", seed=1)
+    found = image_files([tmp_path / "calib"])
+    assert [p.name for p in found] == ["a.jpg", "deep.png"]
