@@ -393,3 +393,13 @@ def test_quantisation_calibration_folders_skip_fifos_and_walk_any_depth(tmp_path
     save(Path(path) / "deep.png", seed=1)
     found = image_files([tmp_path / "calib"])
     assert [p.name for p in found] == ["a.jpg", "deep.png"]
+
+
+def test_bad_render_settings_are_refused_when_made_not_per_item(tmp_path):
+    for settings in ({"detect_resolution": 0}, {"image_resolution": "512"}, {"detect_resolution": True}):
+        with pytest.raises(ValueError, match="must be a positive integer or None"):
+            RenderSettings(**settings)
+    with pytest.raises(TypeError, match="include_body must be True or False"):
+        RenderSettings(include_body="no")
+    numpy_settings = RenderSettings(detect_resolution=np.int64(256), include_hand=np.bool_(False))
+    assert numpy_settings.detect_resolution == 256

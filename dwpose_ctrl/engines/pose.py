@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -40,6 +41,17 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         get_style(self.style)  # an unknown style stops the job before any item, naming the choices
+
+    def __post_init__(self) -> None:
+        """Checked when made, so that a bad setting stops a run before any item."""
+        for name in ("detect_resolution", "image_resolution"):
+            value = getattr(self, name)
+            positive = isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+            if value is not None and not positive:
+                raise ValueError(f"{name} must be a positive integer or None (input size), got {value!r}")
+        for name in ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @property
     def render_options(self) -> RenderOptions:
