@@ -403,3 +403,22 @@ def test_bad_render_settings_are_refused_when_made_not_per_item(tmp_path):
         RenderSettings(include_body="no")
     numpy_settings = RenderSettings(detect_resolution=np.int64(256), include_hand=np.bool_(False))
     assert numpy_settings.detect_resolution == 256
+
+
+def test_the_stale_file_sweep_leaves_temporary_files_of_live_processes(tmp_path):
+    save(tmp_path / "in" / "a.jpg")
+    sub = tmp_path / "out" / "nested"  # another run may write into a folder inside this output
+    sub.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    try:
+        alive = sub / f".b.png.{sleeper.pid}-0123abcd{PARTIAL_SUFFIX}"
+        dead = sub / f".c.png.{int(finished.stdout)}-4567cdef{PARTIAL_SUFFIX}"
+        legacy = sub / f".d.png.x1y2z3{PARTIAL_SUFFIX}"
+        for path in (alive, dead, legacy):
+            path.write_bytes(b"half")
+        assert run([tmp_path / "in"], tmp_path / "out").counts["done"] == 1
+        assert alive.exists() and not dead.exists() and not legacy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import posixpath
+import re
 import secrets
 import stat
 import tempfile
@@ -332,16 +333,18 @@ class Storage:
                 os.unlink(temporary)
 
     def remove_stale_partials(self, root: str) -> int:
-        """Delete temporary files a killed run left below a local ``root``; return how many.
+        """Delete temporary files killed runs left below a local ``root``; return how many.
 
-        Call it only while holding :func:`output_lock` on ``root``: other runs' files are then stale.
+        Call it while holding :func:`output_lock` on ``root``. A temporary file whose writing
+        process is still alive (its name holds the PID) is left alone: it may belong to a run into
+        a folder nested inside ``root``.
         """
         if is_url(root) or not os.path.isdir(root):
             return 0
         removed = 0
         for folder, _, files in walk_folders(root, on_error=lambda error: None):
             for name in files:
-                if name.endswith(PARTIAL_SUFFIX):
+                if name.endswith(PARTIAL_SUFFIX) and not _written_by_live_process(name):
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(folder, name))
                         removed += 1
@@ -364,6 +367,26 @@ class Storage:
             os.unlink(_create_temporary(folder, "write-check"))
         except OSError as error:
             raise ValueError(f"cannot write {what}: {error.strerror or error}") from error
+
+
+_TEMPORARY_OWNER = re.compile(r"\.(\d+)-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$")
+
+
+def _written_by_live_process(name: str) -> bool:
+    """True when a temporary file's name holds the PID of another process that is still running."""
+    match = _TEMPORARY_OWNER.search(name)
+    if match is None or os.name != "posix":
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def _create_temporary(folder: str, name: str) -> str:
