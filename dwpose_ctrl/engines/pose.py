@@ -40,16 +40,15 @@ class RenderSettings:
     draw_at_output_resolution: bool = False
 
     def __post_init__(self) -> None:
-        get_style(self.style)  # an unknown style stops the job before any item, naming the choices
-
-    def __post_init__(self) -> None:
         """Checked when made, so that a bad setting stops a run before any item."""
+        get_style(self.style)  # an unknown style stops the job before any item, naming the choices
         for name in ("detect_resolution", "image_resolution"):
             value = getattr(self, name)
             positive = isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
             if value is not None and not positive:
                 raise ValueError(f"{name} must be a positive integer or None (input size), got {value!r}")
-        for name in ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling"):
+        switches = ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling")
+        for name in (*switches, "draw_at_output_resolution"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
