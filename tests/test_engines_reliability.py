@@ -245,14 +245,19 @@ def test_fifos_and_devices_are_refused_without_blocking(tmp_path):
 
 def test_a_second_sigterm_aborts_at_once(tmp_path):
     save(tmp_path / "in" / "a.jpg")
-    save(tmp_path / "in" / "b.jpg", seed=1)
-    out = tmp_path / "out"
+    marker = tmp_path / "estimating"
     code = f"""
-        import sys
-        from render_fakes import slow_factory
+        import pathlib, sys, time
+        from render_fakes import BlobEstimator
         from dwpose_ctrl.cli import main
-        sys.exit(main({[str(tmp_path / "in"), "-o", str(out), *CLI_SMALL]!r},
-                      estimator_factory=lambda: slow_factory(30.0)))
+
+        class Stuck(BlobEstimator):
+            def estimate(self, image, scale=1.0):
+                pathlib.Path({str(marker)!r}).touch()
+                time.sleep(30)
+                return []
+
+        sys.exit(main({[str(tmp_path / "in"), "-o", str(tmp_path / "out"), *CLI_SMALL]!r}, Stuck))
     """
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}"}
     process = subprocess.Popen(
@@ -260,12 +265,12 @@ def test_a_second_sigterm_aborts_at_once(tmp_path):
     )
     try:
         deadline = time.monotonic() + 60
-        while not out.exists() and time.monotonic() < deadline:
+        while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.01)
-        time.sleep(1.0)  # inside the 30 s estimate of the first image
-        process.send_signal(signal.SIGTERM)
+        assert marker.exists(), process.stderr.read()
+        process.send_signal(signal.SIGTERM)  # inside the 30 s estimate: "stopping after this item"
         time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # the second one aborts now
         assert process.wait(timeout=10) == 130
         assert "aborted" in process.stderr.read()
     finally:
