@@ -162,7 +162,7 @@ POSE_MODELS: tuple[PoseModel, ...] = (
         "xinsir/controlnet-openpose-sdxl-1.0",
         "sdxl",
         render=_THICK,
-        source="https://huggingface.co/xinsir/controlnet-openpose-sdxl-1.0 (thicker training lines)",
+        source="https://huggingface.co/xinsir/controlnet-openpose-sdxl-1.0",
     ),
     PoseModel(
         "thibaud/controlnet-openpose-sdxl-1.0",
@@ -202,7 +202,7 @@ POSE_MODELS: tuple[PoseModel, ...] = (
         "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0",
         "flux",
         mode=None,
-        source="https://huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0 (mode embedding removed)",
+        source="https://huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0",
     ),
     PoseModel(
         "TencentARC/t2iadapter_openpose_sd14v1",
@@ -219,7 +219,7 @@ POSE_MODELS: tuple[PoseModel, ...] = (
     PoseModel(
         "InstantX/Qwen-Image-ControlNet-Union",
         "qwen-image",
-        source="https://huggingface.co/InstantX/Qwen-Image-ControlNet-Union (no mode argument)",
+        source="https://huggingface.co/InstantX/Qwen-Image-ControlNet-Union",
     ),
     PoseModel(
         "Tencent-Hunyuan/HunyuanDiT-v1.2-ControlNet-Diffusers-Pose",
@@ -496,10 +496,12 @@ def pose_inputs(
         kwargs["control_mode"] = modes
         return kwargs
     kwargs[family.argument] = images if nets is not None else pose_tensor
+    if family.name == "flux" and nets is not None:
+        # FluxControlNetPipeline zips the scales with the nets: a plain float fails there
+        kwargs["controlnet_conditioning_scale"] = [1.0] * len(nets)
     if family.mode == "flux":
         if nets is not None:
-            union = [_is_union(net, family) for net in nets]
-            if any(union):
+            if any(_is_union(net, family) for net in nets):
                 kwargs["control_mode"] = modes
         elif _is_union(module, family):
             kwargs["control_mode"] = mode

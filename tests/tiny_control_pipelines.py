@@ -125,7 +125,9 @@ def build_tiny_sd3(tokenizer_dir: Path, seed: int = 0) -> StableDiffusion3Contro
         "pos_embed_max_size": 32,
         **_transformer_shape(),
     }
-    transformer = SD3Transformer2DModel(**shape)
+    # two blocks: SD3 adds ControlNet residuals only to blocks that update the text stream,
+    # and its last block does not
+    transformer = SD3Transformer2DModel(**{**shape, "num_layers": 2})
     controlnet = SD3ControlNetModel(**shape)
     _randomise(controlnet.pos_embed_input, controlnet.controlnet_blocks)
     return StableDiffusion3ControlNetPipeline(
