@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from types import SimpleNamespace
 
 import diffusers
 import numpy as np
@@ -59,11 +60,10 @@ def test_union_mode_matches_the_models_documented_table(model_id, mode):
 def test_docs_table_states_the_helpers_modes():
     text = (ROOT / "docs" / "diffusers.md").read_text(encoding="utf-8")
     for entry in POSE_MODELS:
-        row = next((line for line in text.splitlines() if f"`{entry.model_id}`" in line), None)
+        rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()]
+        row = next((cells for cells in rows if len(cells) > 3 and cells[2] == f"`{entry.model_id}`"), None)
         assert row is not None, f"{entry.model_id} missing from the docs table"
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        expected = "none" if entry.mode is None else str(entry.mode)
-        assert expected in cells, (entry.model_id, cells)
+        assert row[3] == ("none" if entry.mode is None else f"`{entry.mode}`"), (entry.model_id, row)
 
 
 @pytest.mark.parametrize("family", PIPELINE_FAMILIES, ids=lambda family: family.name)
@@ -276,26 +276,54 @@ def test_flux_multi_controlnet_modes_and_sdxl_union_two_conditions(pose_maps):
     assert recorder.calls[0]["control_type"][0].tolist() == [1.0, 1.0] + [0.0] * 6
 
 
+def _fake_pipeline(class_name: str, **modules):
+    """A stand-in with the class name, device and model attributes pose_inputs reads."""
+    controlnet = SimpleNamespace(dtype=torch.float32, config=SimpleNamespace(_name_or_path="local/folder"))
+    attributes = {"device": torch.device("cpu"), "dtype": torch.float32, "controlnet": controlnet}
+    attributes["vae"] = SimpleNamespace(dtype=torch.float32)
+    return type(class_name, (), {**attributes, **modules})()
+
+
 def test_pose_inputs_errors_name_the_fix(pose_maps):
-    pipe = _build("sd15")
+    pipe = _fake_pipeline("StableDiffusionControlNetPipeline")
     with pytest.raises(ValueError, match="give both width and height"):
         pose_inputs(pipe, pose_maps[0], width=64)
     with pytest.raises(ValueError, match="multi-controlnet pipeline"):
         pose_inputs(pipe, pose_maps[0], others=[Condition(pose_maps[1])])
     with pytest.raises(TypeError, match="PIL images or numpy"):
         pose_inputs(pipe, "pose.png")
+    with pytest.raises(ValueError, match="has no controlnet"):
+        pose_inputs(_fake_pipeline("StableDiffusionControlNetPipeline", controlnet=None), pose_maps[0])
 
 
-def test_pose_inputs_sizes_to_the_pipelines_multiple(pose_maps):
-    odd = pose_maps[0].resize((72, 100))
-    assert [
-        pose_inputs(_build(name), odd)[key] for name in ("sd15", "sd3") for key in ("width", "height")
-    ] == [
-        72,
-        104,
-        80,
-        96,
+@pytest.mark.parametrize(
+    ("class_name", "size", "expected"),
+    [
+        ("StableDiffusionControlNetPipeline", (72, 100), (72, 104)),
+        ("StableDiffusion3ControlNetPipeline", (72, 100), (80, 96)),
+        ("FluxControlNetPipeline", (1000, 1500), (1008, 1504)),
+        ("HunyuanDiTControlNetPipeline", (700, 1000), (768, 1024)),  # nearest standard 3:4 size
+    ],
+)
+def test_pose_inputs_sizes_to_what_the_pipeline_accepts(class_name, size, expected):
+    kwargs = pose_inputs(_fake_pipeline(class_name), Image.new("RGB", size))
+    assert (kwargs["width"], kwargs["height"]) == expected
+    assert kwargs[pipeline_family(type(_fake_pipeline(class_name))).argument].shape[-2:] == expected[::-1]
+
+
+def test_pose_inputs_value_range_and_union_mode_without_a_known_id():
+    black = Image.new("RGB", (64, 64))
+    assert pose_inputs(_fake_pipeline("StableDiffusionControlNetPipeline"), black)["image"].min() == 0
+    flux_union = SimpleNamespace(dtype=torch.float32, config=SimpleNamespace(num_mode=10))
+    flux = pose_inputs(_fake_pipeline("FluxControlNetPipeline", controlnet=flux_union), black)
+    assert flux["control_image"].min() == -1 and flux["control_mode"] == 4
+    assert pose_inputs(_fake_pipeline("StableDiffusionXLControlNetUnionPipeline"), black)["control_mode"] == [
+        0
     ]
+    explicit = pose_inputs(
+        _fake_pipeline("FluxControlNetPipeline", controlnet=flux_union), black, control_mode=2
+    )
+    assert explicit["control_mode"] == 2
 
 
 @pytest.mark.slow
