@@ -16,6 +16,11 @@ SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
 SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SDXL_CONTROLNET = "xinsir/controlnet-openpose-sdxl-1.0"
+SDXL_UNION_CONTROLNET = "brad-twinkl/controlnet-union-sdxl-1.0-promax"
+FLUX_MODEL = "black-forest-labs/FLUX.1-dev"
+FLUX_UNION_CONTROLNET = "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro"
+SD3_MODEL = "stabilityai/stable-diffusion-3-medium-diffusers"
+SD3_POSE_CONTROLNET = "InstantX/SD3-Controlnet-Pose"
 EXAMPLE_IMAGES = Path(__file__).resolve().parent / "images"
 EXAMPLE_POSES = Path(__file__).resolve().parent / "poses"
 
@@ -101,9 +106,17 @@ def control_map(args: argparse.Namespace, photo: Image.Image, **options) -> Imag
 
 
 def add_pipeline_arguments(
-    parser: argparse.ArgumentParser, model_id: str, controlnet_id: str, steps: int
+    parser: argparse.ArgumentParser,
+    model_id: str,
+    controlnet_id: str,
+    steps: int,
+    guidance_scale: float = 7.5,
+    conditioning_scale: float = 1.0,
+    cuda_dtype: str = "float16",
 ) -> None:
-    """The diffusers pipeline and generation options; the model ids and step count default as given."""
+    """The diffusers pipeline and generation options; the model ids, step count, scales and the
+    ``--dtype auto`` choice on CUDA default as given."""
+    parser.set_defaults(cuda_dtype=cuda_dtype)
     group = parser.add_argument_group("diffusers pipeline")
     group.add_argument(
         "--model-id", default=model_id, help="base model: Hub id or local folder (default: %(default)s)"
@@ -118,9 +131,12 @@ def add_pipeline_arguments(
     group.add_argument(
         "--steps", type=positive_int, default=steps, help="denoising steps (default: %(default)s)"
     )
-    group.add_argument("--guidance-scale", type=float, default=7.5)
+    group.add_argument("--guidance-scale", type=float, default=guidance_scale, help="(default: %(default)s)")
     group.add_argument(
-        "--conditioning-scale", type=float, default=1.0, help="ControlNet conditioning scale (default: 1.0)"
+        "--conditioning-scale",
+        type=float,
+        default=conditioning_scale,
+        help="ControlNet conditioning scale (default: %(default)s)",
     )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", help="cuda, mps or cpu (default: cuda when available, else cpu)")
@@ -128,7 +144,7 @@ def add_pipeline_arguments(
         "--dtype",
         choices=("auto", "float16", "bfloat16", "float32"),
         default="auto",
-        help="weights dtype (default: float16 on cuda, float32 elsewhere)",
+        help=f"weights dtype (default: {cuda_dtype} on cuda, float32 elsewhere)",
     )
 
 
@@ -138,7 +154,8 @@ def pipeline_device_and_dtype(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.dtype == "auto":
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        cuda_dtype = getattr(torch, getattr(args, "cuda_dtype", "float16"))
+        dtype = cuda_dtype if device.startswith("cuda") else torch.float32
     else:
         dtype = getattr(torch, args.dtype)
     return device, dtype
@@ -222,3 +239,102 @@ def side_by_side(images: list[Image.Image], height: int = 512) -> Image.Image:
         strip.paste(image, (left, 0))
         left += image.width
     return strip
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--width``/``--height`` (both or neither) and ``--fit``."""
+    from dwpose_ctrl.diffusers_utils import FIT_MODES
+
+    parser.add_argument("--width", type=positive_int, help="result width (default: the map's, rounded)")
+    parser.add_argument("--height", type=positive_int, help="result height (default: the map's, rounded)")
+    parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="how the map meets --width/--height")
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-offload``: the models wait on the CPU and go to the GPU one at a time."""
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="keep models on the CPU and move each to the GPU only while it runs "
+        "(enable_model_cpu_offload: much less GPU memory, somewhat slower; needs accelerate)",
+    )
+
+
+def load_pose_pipeline(args: argparse.Namespace, pipeline_class: str, controlnet_class: str, **components):
+    """``pipeline_class`` from ``--model-id`` with ``controlnet_class`` from ``--controlnet-id``
+    (and ``components`` replacing the saved ones), in ``--dtype``, on ``--device`` or
+    CPU-offloaded with ``--cpu-offload``."""
+    import diffusers
+
+    device, dtype = pipeline_device_and_dtype(args)
+    dtype_option = _dtype_option(dtype)
+    controlnet = getattr(diffusers, controlnet_class).from_pretrained(args.controlnet_id, **dtype_option)
+    pipe = getattr(diffusers, pipeline_class).from_pretrained(
+        args.model_id, controlnet=controlnet, **dtype_option, **components
+    )
+    if getattr(args, "cpu_offload", False) and device != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
+def generate_with_pose(pipe, args: argparse.Namespace, pose_kwargs: dict, **options) -> Image.Image:
+    """One image from the ``pose_inputs`` keyword arguments and the seeded options; the negative
+    prompt goes only to pipelines that take one."""
+    import inspect
+
+    import torch
+
+    parameters = inspect.signature(pipe.__call__).parameters
+    if "negative_prompt" in parameters and args.negative_prompt:
+        options["negative_prompt"] = args.negative_prompt
+    (result,) = pipe(
+        args.prompt,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        controlnet_conditioning_scale=pose_kwargs.pop(
+            "controlnet_conditioning_scale", args.conditioning_scale
+        ),
+        generator=torch.Generator(device="cpu").manual_seed(args.seed),
+        **pose_kwargs,
+        **options,
+    ).images
+    return result
+
+
+def run_pose_example(
+    args: argparse.Namespace,
+    pipeline_class: str,
+    controlnet_class: str,
+    components: dict | None = None,
+    **generate_options,
+) -> None:
+    """photo -> map drawn as the ControlNet wants it -> ``pose_inputs`` -> one image.
+
+    ``components`` replace saved pipeline components (e.g. ``text_encoder_3=None``);
+    ``generate_options`` go to the pipeline call.
+
+    Writes control.png (the map as the pipeline gets it), result.png and comparison.png.
+    """
+    from dwpose_ctrl.diffusers_utils import fit_control_image
+    from dwpose_ctrl.pipelines import pose_inputs, recommended_detector_options
+
+    out = output_dir(args.output_dir)
+    photo = Image.open(args.image).convert("RGB")
+    control = control_map(args, photo, **recommended_detector_options(args.controlnet_id))
+    warn_if_empty(control)
+    pipe = load_pose_pipeline(args, pipeline_class, controlnet_class, **(components or {}))
+    size = {"width": args.width, "height": args.height} if args.width else {}
+    kwargs = pose_inputs(pipe, control, fit=args.fit, model_id=args.controlnet_id, **size)
+    width, height = kwargs["width"], kwargs["height"]
+    fitted = fit_control_image(control, width, height, mode=args.fit, multiple_of=1)
+    fitted.save(out / "control.png")
+    result = generate_with_pose(pipe, args, kwargs, **generate_options)
+    result.save(out / "result.png")
+    side_by_side([photo, fitted, result]).save(out / "comparison.png")
+    mode = kwargs.get("control_mode")
+    print(
+        f"wrote {out / 'control.png'}, {out / 'result.png'} and {out / 'comparison.png'} "
+        f"({width}x{height}, control_mode {mode})"
+    )
