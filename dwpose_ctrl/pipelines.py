@@ -36,6 +36,7 @@ __all__ = [
     "PipelineFamily",
     "PoseModel",
     "UnknownPipelineError",
+    "from_pretrained_dtype",
     "openpose_mode",
     "pipeline_family",
     "pose_inputs",
@@ -506,3 +507,12 @@ def pose_inputs(
         elif _is_union(module, family):
             kwargs["control_mode"] = mode
     return kwargs
+
+
+def from_pretrained_dtype(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """``from_pretrained``'s dtype keyword: ``{"dtype": dtype}`` in diffusers versions that renamed
+    it (``torch_dtype`` is deprecated there), ``{"torch_dtype": dtype}`` before."""
+    from diffusers.utils import deprecation_utils
+
+    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype": dtype} if renamed else {"torch_dtype": dtype}

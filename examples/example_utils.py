@@ -161,14 +161,6 @@ def pipeline_device_and_dtype(args: argparse.Namespace):
     return device, dtype
 
 
-def _dtype_option(dtype) -> dict:
-    """``from_pretrained``'s dtype keyword: ``dtype`` in recent diffusers, ``torch_dtype`` before."""
-    from diffusers.utils import deprecation_utils
-
-    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
-    return {"dtype": dtype} if renamed else {"torch_dtype": dtype}
-
-
 def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
     """The SD 1.5 (or SDXL) ControlNet pipeline named by ``--model-id`` / ``--controlnet-id``."""
     from diffusers import (
@@ -179,7 +171,9 @@ def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
     )
 
     device, dtype = pipeline_device_and_dtype(args)
-    dtype_option = _dtype_option(dtype)
+    from dwpose_ctrl.pipelines import from_pretrained_dtype
+
+    dtype_option = from_pretrained_dtype(dtype)
     controlnet = ControlNetModel.from_pretrained(args.controlnet_id, **dtype_option)
     pipeline_class = StableDiffusionXLControlNetPipeline if sdxl else StableDiffusionControlNetPipeline
     extra = {}
@@ -267,7 +261,9 @@ def load_pose_pipeline(args: argparse.Namespace, pipeline_class: str, controlnet
     import diffusers
 
     device, dtype = pipeline_device_and_dtype(args)
-    dtype_option = _dtype_option(dtype)
+    from dwpose_ctrl.pipelines import from_pretrained_dtype
+
+    dtype_option = from_pretrained_dtype(dtype)
     controlnet = getattr(diffusers, controlnet_class).from_pretrained(args.controlnet_id, **dtype_option)
     pipe = getattr(diffusers, pipeline_class).from_pretrained(
         args.model_id, controlnet=controlnet, **dtype_option, **components

@@ -75,15 +75,33 @@ def _images(notebook: nbformat.NotebookNode) -> list[Image.Image]:
 def test_notebooks_default_to_the_real_models_and_are_stored_without_outputs(name):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     source = _parameters_cell(notebook).source
-    for key, value in REAL_MODEL_IDS.items():
-        assert f'{key} = "{value}"' in source
+    if name == "pose_guided_generation.ipynb":
+        # model ids default by family: None in the parameters cell, the real ids in the table
+        assert 'family = "sd15"' in source
+        assert "model_id = None" in source and "controlnet_id = None" in source
+        code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+        for value in REAL_MODEL_IDS.values():
+            assert f'"{value}"' in code
+    else:
+        for key, value in REAL_MODEL_IDS.items():
+            assert f'{key} = "{value}"' in source
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
     assert notebook.metadata["kernelspec"]["name"] == "python3"
 
 
+def _tiny_family(tmp_path_factory, family: str) -> dict:
+    from tiny_control_pipelines import save_tiny
+
+    model = save_tiny(family, tmp_path_factory.mktemp("notebook_models") / family)
+    return {"model_id": str(model), "controlnet_id": str(model / "controlnet")}
+
+
 @pytest.mark.slow
-def test_pose_guided_generation_notebook(tiny, tmp_path, monkeypatch):
-    parameters = {**tiny, "resolution": 64, "detect_resolution": 128}
+@pytest.mark.parametrize("family", ["sd15", "sdxl-union", "flux"])
+def test_pose_guided_generation_notebook(family, tiny, tmp_path, tmp_path_factory, monkeypatch):
+    parameters = {**tiny, "family": family, "resolution": 64, "detect_resolution": 128}
+    if family != "sd15":
+        parameters |= _tiny_family(tmp_path_factory, family)
     executed = _execute("pose_guided_generation.ipynb", parameters, tmp_path, monkeypatch)
     images = _images(executed)
     # maps (control, overlay, body only), the single result, then the grid of photos, maps, results
@@ -93,7 +111,8 @@ def test_pose_guided_generation_notebook(tiny, tmp_path, monkeypatch):
     assert control.size == (64, 64)  # grace_hopper (512 x 600) at resolution 64: sides in 64s
     assert grid.size == (2 * 64, 3 * 64)  # photos, fitted maps, results: one column per photo
     text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
-    assert "(2, 3, 64, 64) torch.float32 cpu" in text
+    argument = "image" if family == "sd15" else "control_image"
+    assert f"{argument} (2, 3, 64, 64) torch.float32 cpu" in text
 
 
 @pytest.mark.slow
