@@ -362,6 +362,12 @@ def _multiple_of(pipeline: object, family: PipelineFamily) -> int:
     return int(getattr(adapter, "downscale_factor", 8))
 
 
+def _is_standard_size(size: tuple[int, int]) -> bool:
+    from diffusers.pipelines.controlnet_hunyuandit.pipeline_hunyuandit_controlnet import SUPPORTED_SHAPE
+
+    return tuple(size) in {tuple(shape) for shape in SUPPORTED_SHAPE}
+
+
 def _size_of(image) -> tuple[int, int]:
     if isinstance(image, Image.Image):
         return image.size
@@ -488,6 +494,9 @@ def pose_inputs(
     modes.insert(pose_index, mode)
 
     kwargs: dict[str, Any] = {"width": size[0], "height": size[1]}
+    if family.standard_sizes and not _is_standard_size(size):
+        # HunyuanDiT would otherwise move a non-standard size to a standard one, and the map with it
+        kwargs["use_resolution_binning"] = False
     if family.mode == "sdxl-union":
         if any(item is None for item in modes):
             raise ValueError(

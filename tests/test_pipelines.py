@@ -100,7 +100,18 @@ def test_recommended_detector_options(model_id, expected):
 
 # ---------------------------------------------------------------- tiny pipelines
 
-FAMILIES = ["sd15", "sdxl", "sdxl-union", "sd3", "flux", "flux-no-mode", "t2i-adapter", "t2i-adapter-sdxl"]
+FAMILIES = [
+    "sd15",
+    "sdxl",
+    "sdxl-union",
+    "sd3",
+    "flux",
+    "flux-no-mode",
+    "t2i-adapter",
+    "t2i-adapter-sdxl",
+    "qwen-image",
+    "hunyuandit",
+]
 
 
 def _build(family: str, seed: int = 0):
@@ -151,7 +162,7 @@ class _Recorder:
 
 
 def _run(pipe, prompts, output_type="np", **kwargs):
-    extra = {"max_sequence_length": 16} if type(pipe).__name__.startswith("Flux") else {}
+    extra = {"max_sequence_length": 16} if type(pipe).__name__.startswith(("Flux", "Qwen")) else {}
     torch.manual_seed(0)  # SD3 samples the control image's VAE latents without the generator
     return pipe(
         prompts,
@@ -196,9 +207,12 @@ def test_pose_inputs_feed_a_detector_map_to_the_pipeline(family, pose_maps):
             torch.testing.assert_close(condition, torch.cat([expected, expected]))
         else:
             # transformer pipelines encode the [-1, 1] map with the VAE before the ControlNet (SD3
-            # with classifier-free guidance encodes it twice over, Flux once)
+            # and HunyuanDiT with classifier-free guidance encode it twice over, the others once;
+            # Qwen-Image's 3-D VAE sees it as one frame)
             encoded = vae_recorder.calls[0]["args"][0]
-            copies = 2 if family == "sd3" else 1
+            copies = 2 if family in ("sd3", "hunyuandit") else 1
+            if family == "qwen-image":
+                encoded = encoded[:, :, 0]
             torch.testing.assert_close(encoded, torch.cat([expected] * copies))
             assert call["controlnet_cond"].shape[0] == copies * len(prompts)
         if family == "sdxl-union":
@@ -212,7 +226,7 @@ def test_pose_inputs_feed_a_detector_map_to_the_pipeline(family, pose_maps):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["sd15", "sd3", "flux", "t2i-adapter"])
+@pytest.mark.parametrize("family", ["sd15", "sd3", "flux", "t2i-adapter", "qwen-image", "hunyuandit"])
 def test_pose_inputs_tensor_equals_diffusers_own_pil_path(family, pose_maps):
     """The value range per family: the tensor gives what diffusers makes of the PIL maps."""
     pipe = _build(family)
@@ -309,6 +323,17 @@ def test_pose_inputs_sizes_to_what_the_pipeline_accepts(class_name, size, expect
     kwargs = pose_inputs(_fake_pipeline(class_name), Image.new("RGB", size))
     assert (kwargs["width"], kwargs["height"]) == expected
     assert kwargs[pipeline_family(type(_fake_pipeline(class_name))).argument].shape[-2:] == expected[::-1]
+
+
+def test_pose_inputs_turns_hunyuandit_size_binning_off_for_other_sizes():
+    hunyuan = _fake_pipeline("HunyuanDiTControlNetPipeline")
+    assert (
+        pose_inputs(hunyuan, Image.new("RGB", (64, 64)), width=64, height=64)["use_resolution_binning"]
+        is False
+    )
+    assert "use_resolution_binning" not in pose_inputs(
+        hunyuan, Image.new("RGB", (64, 64)), width=768, height=1024
+    )
 
 
 def test_pose_inputs_value_range_and_union_mode_without_a_known_id():

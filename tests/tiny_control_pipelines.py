@@ -3,7 +3,8 @@
 Companions of ``tiny_pipelines.py`` (SD 1.5 and SDXL ControlNet) for the other families that
 ``dwpose_ctrl.pipelines.pose_inputs`` feeds: SDXL ControlNet-Union, SD3 ControlNet (without its
 T5 encoder, which the SD3 pipelines allow), Flux ControlNet (a Union model with a mode embedding,
-or one without like Union Pro 2.0), and T2I-Adapters for SD and SDXL. Every builder takes a
+or one without like Union Pro 2.0), T2I-Adapters for SD and SDXL, Qwen-Image ControlNet and
+HunyuanDiT ControlNet. Every builder takes a
 folder for the locally written CLIP tokenizer; ``save_tiny(family, path)`` saves one like a Hub
 repository (the ControlNet or adapter in ``path / "controlnet"`` or ``path / "adapter"``).
 
@@ -21,12 +22,20 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLQwenImage,
     ControlNetUnionModel,
+    DDPMScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxControlNetModel,
     FluxControlNetPipeline,
     FluxTransformer2DModel,
+    HunyuanDiT2DControlNetModel,
+    HunyuanDiT2DModel,
+    HunyuanDiTControlNetPipeline,
+    QwenImageControlNetModel,
+    QwenImageControlNetPipeline,
+    QwenImageTransformer2DModel,
     SD3ControlNetModel,
     SD3Transformer2DModel,
     StableDiffusion3ControlNetPipeline,
@@ -36,10 +45,36 @@ from diffusers import (
     T2IAdapter,
     UNet2DConditionModel,
 )
-from tiny_pipelines import TEXT_HIDDEN, _text_config, _unet_and_controlnet, _vae, tiny_clip_tokenizer
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+from tiny_pipelines import (
+    TEXT_HIDDEN,
+    TOKENIZER_WORDS,
+    _text_config,
+    _unet_and_controlnet,
+    _vae,
+    tiny_clip_tokenizer,
+)
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizer,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    T5Config,
+    T5EncoderModel,
+)
 
-FAMILIES = ("sdxl-union", "sd3", "flux", "flux-no-mode", "t2i-adapter", "t2i-adapter-sdxl")
+FAMILIES = (
+    "sdxl-union",
+    "sd3",
+    "flux",
+    "flux-no-mode",
+    "t2i-adapter",
+    "t2i-adapter-sdxl",
+    "qwen-image",
+    "hunyuandit",
+)
 FLUX_UNION_MODES = 10  # InstantX/FLUX.1-dev-Controlnet-Union's config: num_mode 10
 SDXL_UNION_CONTROL_TYPES = 8  # brad-twinkl/controlnet-union-sdxl-1.0-promax's num_control_type
 
@@ -163,9 +198,7 @@ def build_tiny_flux(tokenizer_dir: Path, seed: int = 0, union: bool = True) -> F
     _randomise(
         controlnet.controlnet_x_embedder, controlnet.controlnet_blocks, controlnet.controlnet_single_blocks
     )
-    t5 = T5EncoderModel(
-        T5Config(vocab_size=len(tokenizer), d_model=TEXT_HIDDEN, d_kv=8, d_ff=37, num_layers=1, num_heads=4)
-    )
+    t5 = _tiny_t5(len(tokenizer))
     return FluxControlNetPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_latent_vae(),
@@ -230,6 +263,126 @@ def build_tiny_t2i_adapter(tokenizer_dir: Path, seed: int = 0, sdxl: bool = Fals
     )
 
 
+def _tiny_t5(vocab_size: int) -> T5EncoderModel:
+    return T5EncoderModel(
+        T5Config(vocab_size=vocab_size, d_model=TEXT_HIDDEN, d_kv=8, d_ff=37, num_layers=1, num_heads=4)
+    )
+
+
+def build_tiny_qwen_image(tokenizer_dir: Path, seed: int = 0) -> QwenImageControlNetPipeline:
+    """Qwen-Image with a Qwen-Image ControlNet: a tiny Qwen2.5-VL text encoder behind the small
+    CLIP tokenizer (the pipeline's prompt template becomes byte-level tokens) and a tiny 3-D
+    Qwen-Image VAE that downsamples by 8."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer(tokenizer_dir)
+    vocab = len(tokenizer)
+    shape = {
+        "patch_size": 2,
+        "in_channels": 16,  # 4 latent channels packed in 2 x 2 patches
+        "out_channels": 4,
+        "num_layers": 1,
+        "attention_head_dim": 8,
+        "num_attention_heads": 2,
+        "joint_attention_dim": 16,
+        "axes_dims_rope": (4, 2, 2),
+    }
+    transformer = QwenImageTransformer2DModel(**shape, guidance_embeds=False)
+    controlnet = QwenImageControlNetModel(**shape)
+    _randomise(controlnet.controlnet_x_embedder, controlnet.controlnet_blocks)
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    rope = {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}
+    text_config = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "rope_scaling": rope,
+        "vocab_size": vocab,
+        "bos_token_id": vocab - 2,
+        "eos_token_id": vocab - 1,
+    }
+    vision_config = {
+        "depth": 1,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_heads": 2,
+        "out_hidden_size": 16,
+    }
+    config = Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        vocab_size=vocab,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        vision_start_token_id=vocab - 5,
+        vision_end_token_id=vocab - 4,
+        vision_token_id=vocab - 3,
+    )
+    return QwenImageControlNetPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        controlnet=controlnet,
+    )
+
+
+def build_tiny_hunyuandit(tokenizer_dir: Path, seed: int = 0) -> HunyuanDiTControlNetPipeline:
+    """HunyuanDiT with a HunyuanDiT ControlNet: a tiny BERT with a WordPiece vocabulary written
+    here, and a tiny T5 behind the same tokenizer (mT5's needs its SentencePiece model)."""
+    torch.manual_seed(seed)
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TOKENIZER_WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    (tokenizer_dir / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(tokenizer_dir / "vocab.txt"))
+    shape = {
+        "num_attention_heads": 2,
+        "attention_head_dim": 8,
+        "in_channels": 4,
+        "patch_size": 2,
+        "sample_size": 8,
+        "hidden_size": 16,
+        "cross_attention_dim": TEXT_HIDDEN,
+        "cross_attention_dim_t5": TEXT_HIDDEN,
+        "pooled_projection_dim": 16,
+    }
+    transformer = HunyuanDiT2DModel(num_layers=4, **shape)
+    controlnet = HunyuanDiT2DControlNetModel(transformer_num_layers=4, **shape)
+    _randomise(controlnet.input_block, controlnet.controlnet_blocks)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=TEXT_HIDDEN,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=37,
+        )
+    )
+    return HunyuanDiTControlNetPipeline(
+        vae=_vae(),
+        text_encoder=bert,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=DDPMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        controlnet=controlnet,
+        text_encoder_2=_tiny_t5(len(tokenizer)),
+        tokenizer_2=tokenizer,
+        requires_safety_checker=False,
+    )
+
+
 BUILDERS = {
     "sdxl-union": build_tiny_sdxl_union,
     "sd3": build_tiny_sd3,
@@ -237,6 +390,8 @@ BUILDERS = {
     "flux-no-mode": lambda folder, seed=0: build_tiny_flux(folder, seed, union=False),
     "t2i-adapter": build_tiny_t2i_adapter,
     "t2i-adapter-sdxl": lambda folder, seed=0: build_tiny_t2i_adapter(folder, seed, sdxl=True),
+    "qwen-image": build_tiny_qwen_image,
+    "hunyuandit": build_tiny_hunyuandit,
 }
 
 
