@@ -302,7 +302,10 @@ def openpose_mode(
     (:data:`DEFAULT_OPENPOSE_MODE`) and a model without a mode embedding gets ``None``.
     """
     if isinstance(family, str):
-        family = next(item for item in PIPELINE_FAMILIES if item.name == family)
+        names = {item.name: item for item in PIPELINE_FAMILIES}
+        if family not in names:
+            raise ValueError(f"unknown family {family!r}; expected one of {sorted(names)}")
+        family = names[family]
     entry = pose_model(model_id or _name_or_path(model))
     if entry is not None and (family is None or entry.family == family.name):
         return entry.mode

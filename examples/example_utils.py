@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from dwpose_ctrl import DWposeDetector
+from dwpose_ctrl.pipelines import from_pretrained_dtype
 
 SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
@@ -105,6 +106,10 @@ def control_map(args: argparse.Namespace, photo: Image.Image, **options) -> Imag
     )
 
 
+# from_pretrained's dtype keyword (dtype= in current diffusers, torch_dtype= before); the examples' name
+_dtype_option = from_pretrained_dtype
+
+
 def add_pipeline_arguments(
     parser: argparse.ArgumentParser,
     model_id: str,
@@ -171,9 +176,7 @@ def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
     )
 
     device, dtype = pipeline_device_and_dtype(args)
-    from dwpose_ctrl.pipelines import from_pretrained_dtype
-
-    dtype_option = from_pretrained_dtype(dtype)
+    dtype_option = _dtype_option(dtype)
     controlnet = ControlNetModel.from_pretrained(args.controlnet_id, **dtype_option)
     pipeline_class = StableDiffusionXLControlNetPipeline if sdxl else StableDiffusionControlNetPipeline
     extra = {}
@@ -261,9 +264,7 @@ def load_pose_pipeline(args: argparse.Namespace, pipeline_class: str, controlnet
     import diffusers
 
     device, dtype = pipeline_device_and_dtype(args)
-    from dwpose_ctrl.pipelines import from_pretrained_dtype
-
-    dtype_option = from_pretrained_dtype(dtype)
+    dtype_option = _dtype_option(dtype)
     controlnet = getattr(diffusers, controlnet_class).from_pretrained(args.controlnet_id, **dtype_option)
     pipe = getattr(diffusers, pipeline_class).from_pretrained(
         args.model_id, controlnet=controlnet, **dtype_option, **components

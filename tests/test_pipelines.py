@@ -75,7 +75,19 @@ def test_families_match_diffusers_call_signatures(family):
         assert pipeline_family(getattr(diffusers, name)) is family
 
 
+def test_from_pretrained_dtype_follows_the_diffusers_version(monkeypatch):
+    from diffusers.utils import deprecation_utils
+
+    from dwpose_ctrl.pipelines import from_pretrained_dtype
+
+    assert from_pretrained_dtype(torch.float16) == {"dtype": torch.float16}  # diffusers 0.42 renamed it
+    monkeypatch.delattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    assert from_pretrained_dtype(torch.float16) == {"torch_dtype": torch.float16}
+
+
 def test_unknown_pipeline_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown family 'sd2'"):
+        openpose_mode(None, "sd2")
     with pytest.raises(UnknownPipelineError, match="StableDiffusionPipeline is not a pipeline") as error:
         pipeline_family(diffusers.StableDiffusionPipeline)
     for family in PIPELINE_FAMILIES:
