@@ -281,6 +281,23 @@ def test_multi_controlnet_gets_the_pose_and_the_other_condition(pose_maps):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant", ["Img2Img", "Inpaint"])
+def test_sd15_img2img_and_inpaint_take_the_map_as_control_image(variant, pose_maps):
+    single = _build("sd15")
+    pipe = getattr(diffusers, f"StableDiffusionControlNet{variant}Pipeline")(**single.components)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = pose_inputs(pipe, pose_maps[0])
+    assert "control_image" in kwargs and "image" not in kwargs
+    photo = Image.open(PORTRAITS / "astronaut.png").convert("RGB").resize((64, 64))
+    extra = {"mask_image": Image.new("L", (64, 64), 255)} if variant == "Inpaint" else {}
+    recorder = _Recorder(pipe.controlnet)
+    images = _run(pipe, ["a person"], image=photo, strength=1.0, **extra, **kwargs)
+    assert images.shape == (1, 64, 64, 3)
+    expected = _expected([pose_maps[0]], (64, 64), (0.0, 1.0))
+    torch.testing.assert_close(recorder.calls[0]["controlnet_cond"], torch.cat([expected, expected]))
+
+
+@pytest.mark.slow
 def test_flux_multi_controlnet_modes_and_sdxl_union_two_conditions(pose_maps):
     from diffusers import FluxControlNetPipeline
 
