@@ -365,6 +365,25 @@ def test_pose_inputs_turns_hunyuandit_size_binning_off_for_other_sizes():
     )
 
 
+@pytest.mark.parametrize(
+    ("name_or_path", "num_mode", "expected"),
+    [
+        ("InstantX/FLUX.1-dev-Controlnet-Union", 10, 4),
+        ("Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0", None, None),
+        ("/local/flux-union", 10, 4),  # not in the table: the architecture's (InstantX) table
+        ("/local/flux-canny", None, None),  # no mode embedding: no control_mode
+    ],
+)
+def test_pose_inputs_reads_the_model_id_from_the_controlnet_config(name_or_path, num_mode, expected):
+    controlnet = SimpleNamespace(
+        dtype=torch.float32, config=SimpleNamespace(_name_or_path=name_or_path, num_mode=num_mode)
+    )
+    kwargs = pose_inputs(
+        _fake_pipeline("FluxControlNetPipeline", controlnet=controlnet), Image.new("RGB", (64, 64))
+    )
+    assert kwargs.get("control_mode") == expected
+
+
 def test_pose_inputs_value_range_and_union_mode_without_a_known_id():
     black = Image.new("RGB", (64, 64))
     assert pose_inputs(_fake_pipeline("StableDiffusionControlNetPipeline"), black)["image"].min() == 0
