@@ -27,9 +27,17 @@ from dwpose_ctrl.keypoints import Person
 # decoding ---------------------------------------------------------------------------------------
 
 
+class VideoError(ValueError):
+    """A video that cannot be rendered as it is (too large, broken timing), with the reason."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the writer needs to reproduce the input's timing."""
+    """What the writer needs to reproduce the input's timing.
+
+    ``end_seconds`` is where the stream says it ends (start + duration), ``None`` when unknown;
+    ``frame_count`` the number of frames its header announces, ``None`` when it does not say.
+    """
 
     width: int
     height: int
@@ -37,24 +45,57 @@ class VideoInfo:
     average_rate: Fraction | None
     frame_count: int | None
     codec: str
+    end_seconds: float | None = None
 
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """One decoded frame: RGB uint8 (H, W, 3), its index, its timestamp in ``time_base`` units and seconds."""
+    """One decoded frame: RGB uint8 (H, W, 3), its index, its timestamp in ``time_base`` units and seconds.
+
+    ``decoded_size`` is the (width, height) the stream gave this frame when it differs from the
+    first frame's (the image is then scaled to the first frame's size), else ``None``.
+    """
 
     index: int
     image: np.ndarray
     pts: int
     seconds: float
+    decoded_size: tuple[int, int] | None = None
+
+
+def check_frame_size(width: int, height: int, max_pixels: int | None, where: str) -> None:
+    """Refuse frames of no size or of more than ``max_pixels`` pixels (``where`` names the frame)."""
+    if width < 1 or height < 1:
+        raise VideoError(
+            f"{where} has no valid size (FFmpeg reads {width}x{height}: the header is broken or the frame "
+            "is larger than FFmpeg itself accepts)"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise VideoError(
+            f"decompression bomb: {where} is {width}x{height} = {width * height} pixels, more than "
+            f"--max-pixels {max_pixels}; raise the limit only for files you trust"
+        )
+
+
+def _stream_end(stream, container, time_base: Fraction) -> float | None:
+    if stream.duration:
+        start = stream.start_time or 0
+        return float((start + stream.duration) * time_base)
+    if container.duration:
+        start = container.start_time or 0
+        return (start + container.duration) / 1_000_000
+    return None
 
 
 @contextlib.contextmanager
-def open_video(source) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
+def open_video(source, max_pixels: int | None = None) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
     """Open a video file (path or binary file object); yield its info and a frame iterator.
 
-    Raises ``ValueError`` when the file has no video stream; PyAV's own errors (``av.FFmpegError``)
-    describe unreadable or broken files.
+    The frame size is checked against ``max_pixels`` from the stream's header before anything is
+    decoded, and again for every frame (:class:`VideoError`). Frames whose size differs from the
+    first frame's are scaled to it; timestamps that do not increase raise :class:`VideoError`.
+    Raises ``ValueError`` when the file has no video stream; PyAV's own errors
+    (``av.FFmpegError``) describe unreadable or broken files.
     """
     import av
 
@@ -63,6 +104,9 @@ def open_video(source) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
         if not container.streams.video:
             raise ValueError("the file has no video stream")
         stream = container.streams.video[0]
+        check_frame_size(
+            stream.codec_context.width, stream.codec_context.height, max_pixels, "the video frame"
+        )
         stream.thread_type = "AUTO"
         time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 25)
         rate = Fraction(stream.average_rate) if stream.average_rate else None
@@ -73,26 +117,59 @@ def open_video(source) -> Iterator[tuple[VideoInfo, Iterator[VideoFrame]]]:
             average_rate=rate,
             frame_count=stream.frames or None,
             codec=stream.codec_context.name,
+            end_seconds=_stream_end(stream, container, time_base),
         )
 
         def frames() -> Iterator[VideoFrame]:
             previous_pts = None
             step = round(1 / (rate * time_base)) if rate else 1
             for index, frame in enumerate(container.decode(stream)):
+                check_frame_size(frame.width, frame.height, max_pixels, f"frame {index}")
                 pts = frame.pts
                 if pts is None:
                     pts = 0 if previous_pts is None else previous_pts + max(step, 1)
+                elif previous_pts is not None and pts <= previous_pts:
+                    at, before = float(pts * time_base), float(previous_pts * time_base)
+                    raise VideoError(
+                        f"the input's timestamps do not increase: frame {index} is at {at:.3f} s, "
+                        f"after a frame at {before:.3f} s "
+                        "(the file's timing is broken; re-encode it, e.g. ffmpeg -i IN -vf "
+                        "setpts=N/FRAME_RATE/TB OUT.mp4)"
+                    )
                 previous_pts = pts
-                yield VideoFrame(index, frame.to_ndarray(format="rgb24"), int(pts), float(pts * time_base))
+                size = (frame.width, frame.height)
+                if size == (info.width, info.height):
+                    image, decoded_size = frame.to_ndarray(format="rgb24"), None
+                else:
+                    image = frame.to_ndarray(format="rgb24", width=info.width, height=info.height)
+                    decoded_size = size
+                yield VideoFrame(index, image, int(pts), float(pts * time_base), decoded_size)
 
         yield info, frames()
     finally:
         container.close()
 
 
-def read_video(source) -> tuple[VideoInfo, list[VideoFrame]]:
+def missing_frames(info: VideoInfo, decoded: int, last_seconds: float) -> str | None:
+    """Why a decoded stream looks cut short (fewer frames than announced, or it stops well before
+    the end its header gives), or ``None`` when it looks whole."""
+    if info.frame_count is not None and decoded < info.frame_count:
+        return (
+            f"partial video: {decoded} of the {info.frame_count} frames its header announces could be decoded"
+        )
+    if info.end_seconds is not None:
+        interval = 1 / info.average_rate if info.average_rate else Fraction(1, 10)
+        if last_seconds + 2 * float(interval) < info.end_seconds:
+            return (
+                f"partial video: decoding stopped at {last_seconds:.3f} s ({decoded} frames), the header "
+                f"says it lasts until {info.end_seconds:.3f} s (the file is truncated or damaged)"
+            )
+    return None
+
+
+def read_video(source, max_pixels: int | None = None) -> tuple[VideoInfo, list[VideoFrame]]:
     """Decode a whole video into memory (tests and small clips; the engines stream instead)."""
-    with open_video(source) as (info, frames):
+    with open_video(source, max_pixels) as (info, frames):
         return info, list(frames)
 
 

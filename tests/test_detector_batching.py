@@ -7,6 +7,8 @@ were made and with which batch sizes.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -270,3 +272,64 @@ def test_local_engine_estimates_alone_when_a_batch_fails(tmp_path):
     (folder / "2b.png").unlink()
     render_files([str(folder)], str(tmp_path / "alone"), blob_factory, job, batch_size=1)
     assert tree(tmp_path / "out") == tree(tmp_path / "alone")
+
+
+# videos: frames batched through the networks ----------------------------------------------------
+
+
+def photo_video(path, images, count: int):
+    """A lossless video of ``count`` frames: the photos shifted a little each frame (even sizes)."""
+    from fractions import Fraction
+
+    from dwpose_ctrl.video import VideoWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = images[1][:240, :320]
+    writer = VideoWriter(str(path), "ffv1", "bgr0", 320, 240, Fraction(1, 25), Fraction(25))
+    for index in range(count):
+        writer.write(np.ascontiguousarray(np.roll(base, 4 * index, axis=1)), index)
+    writer.close()
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("detect_every", "smooth"), [(1, False), (2, True)])
+def test_video_frames_batched_write_the_same_files_as_one_at_a_time(
+    tmp_path, models, images, detect_every, smooth, monkeypatch
+):
+    from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, Smoothing, render_files
+
+    source = photo_video(tmp_path / "in" / "clip.mkv", images, 6)
+    job = JobSettings(
+        render=RenderSettings(detect_resolution=256, image_resolution=256),
+        outputs=OutputOptions(json=True, frames=True, overlay=True, video_codec="ffv1"),
+        detect_every=detect_every,
+        smoothing=Smoothing(0.5, 0.1) if smooth else None,
+    )
+    detector = DWposeDetector(models["det_dynamic"], models["pose_dynamic"])
+    det_runs = spy_on_runs(detector.det_backend, monkeypatch)
+    pose_runs = spy_on_runs(detector.pose_backend, monkeypatch)
+    runs = {}
+    for batch_size in (1, 4):
+        del det_runs[:], pose_runs[:]
+        report = render_files(
+            [str(source)],
+            str(tmp_path / f"out{batch_size}"),
+            lambda: DetectorEstimator(detector),
+            job,
+            batch_size=batch_size,
+        )
+        assert report.counts["done"] == 1 and report.results[0].frames == 6
+        runs[batch_size] = (list(det_runs), list(pose_runs))
+    files = tree(tmp_path / "out1")
+    assert files == tree(tmp_path / "out4") and len(files) == 2 + 6 * 2
+    people = [len(json.loads(files[f"clip/{i:06d}.json"])["people"]) for i in range(6)]
+    assert min(people) >= 2
+    if detect_every == 1:
+        # frames 0-3 then 4-5: one YOLOX run and one pose-model run per batch
+        assert runs[1][0] == [1] * 6 and runs[4][0] == [4, 2]
+        assert runs[4][1] == [sum(people[:4]), sum(people[4:])]
+    else:
+        # detecting frames 0, 2 | 4 batched; frames 1, 3, 5 follow keypoints (no detection)
+        assert runs[1][0] == [1] * 3 and runs[4][0] == [2, 1]
+        assert len(runs[4][1]) == 2 + 3 and len(runs[1][1]) == 6

@@ -284,8 +284,8 @@ def test_video_without_frames_fails_and_publishes_nothing(tmp_path, monkeypatch)
     real_open_video = item_module.open_video
 
     @contextlib.contextmanager
-    def no_frames(path):
-        with real_open_video(path) as (info, _):
+    def no_frames(path, max_pixels=None):
+        with real_open_video(path, max_pixels) as (info, _):
             yield info, iter(())
 
     monkeypatch.setattr(item_module, "open_video", no_frames)

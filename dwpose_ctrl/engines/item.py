@@ -19,6 +19,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import struct
 import threading
 import time
@@ -34,10 +35,17 @@ from dwpose_ctrl.engines.pipeline import BackgroundWorker, prefetch
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, frame_name
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
-from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url, join
+from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url
 from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
 from dwpose_ctrl.keypoints import Person
-from dwpose_ctrl.video import BoxTracker, KeypointSmoother, VideoWriter, boxes_from_persons, open_video
+from dwpose_ctrl.video import (
+    BoxTracker,
+    KeypointSmoother,
+    VideoWriter,
+    boxes_from_persons,
+    missing_frames,
+    open_video,
+)
 
 
 class ItemError(ValueError):
@@ -191,6 +199,29 @@ def estimate_image(loaded: LoadedImage, estimator: PoseEstimator) -> list[Person
     return estimator.estimate(loaded.detection_image, loaded.scale)
 
 
+def estimate_images(
+    estimator: PoseEstimator, images: list[np.ndarray], scales: list[float]
+) -> list[list[Person] | Exception]:
+    """Persons of each detection image, in one batched ``estimate_many`` call when the estimator
+    has it (the same numbers as one ``estimate`` call per image).
+
+    When the batched call fails, each image is estimated alone, so that only a bad one fails: its
+    entry is then the exception it raised.
+    """
+    if len(images) > 1 and callable(getattr(estimator, "estimate_many", None)):
+        try:
+            return list(estimator.estimate_many(images, scales))
+        except Exception:
+            pass
+    results: list[list[Person] | Exception] = []
+    for image, scale in zip(images, scales, strict=True):
+        try:
+            results.append(estimator.estimate(image, scale))
+        except Exception as error:
+            results.append(error)
+    return results
+
+
 #: zlib level 1 with run-length matching: on control maps (mostly black) and overlays (photos) it is
 #: both faster and smaller than OpenCV's default level; lossless either way.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
@@ -259,20 +290,43 @@ class VideoPoseTracker:
 
     def __call__(self, index: int, detection_image: np.ndarray, seconds: float, scale: float = 1.0) -> list:
         """Persons of frame ``index`` (``scale``: detection-image pixels per input pixel)."""
-        if index % self.detect_every == 0:
-            persons = self.tracker.update(self.estimator.estimate(detection_image, scale))
-        else:
-            boxes = boxes_from_persons(self._previous)
-            found = self.estimator.estimate_boxes(detection_image, boxes)
-            persons = [
-                dataclasses.replace(person, box_score=previous.box_score, track_id=previous.track_id)
-                for person, previous in zip(found, self._previous, strict=True)
-            ]
-            self.tracker.refresh(persons)
-        self._previous = persons
-        if self.smoother is not None:
-            persons = self.smoother(persons, seconds)
-        return persons
+        return self.track([index], [detection_image], [seconds], [scale])[0]
+
+    def track(
+        self, indices: list[int], images: list[np.ndarray], seconds: list[float], scales: list[float]
+    ) -> list[list[Person]]:
+        """Persons of consecutive frames, in order; the same as calling the tracker on each in turn.
+
+        The frames that detect persons (every ``detect_every``-th) are estimated in one batched
+        call; the frames between them follow the previous frame's keypoints, so they run one by one.
+        Tracking and smoothing see the frames in order.
+        """
+        detecting = [position for position, index in enumerate(indices) if index % self.detect_every == 0]
+        found = estimate_images(
+            self.estimator, [images[i] for i in detecting], [scales[i] for i in detecting]
+        )
+        detected = dict(zip(detecting, found, strict=True))
+        results = []
+        for position, detection_image in enumerate(images):
+            if position in detected:
+                persons = detected[position]
+                if isinstance(persons, Exception):
+                    raise persons
+                persons = self.tracker.update(persons)
+            else:
+                boxes = boxes_from_persons(self._previous)
+                persons = [
+                    dataclasses.replace(person, box_score=previous.box_score, track_id=previous.track_id)
+                    for person, previous in zip(
+                        self.estimator.estimate_boxes(detection_image, boxes), self._previous, strict=True
+                    )
+                ]
+                self.tracker.refresh(persons)
+            self._previous = persons
+            if self.smoother is not None:
+                persons = self.smoother(persons, seconds[position])
+            results.append(persons)
+        return results
 
 
 def _open_video_source(location: str, storage: Storage):
@@ -295,19 +349,24 @@ def render_video(
     storage: Storage,
     stop: threading.Event | None = None,
     on_frame: Callable[[], None] | None = None,
-) -> int:
-    """Render a video item: map video (and overlay video, per-frame JSON and PNGs); frame count.
+    batch_size: int = 1,
+) -> tuple[int, str]:
+    """Render a video item: map video (and overlay video, per-frame JSON and PNGs).
 
-    Decoding runs ahead in a thread, encoding and file writes behind in another; every frame keeps
-    its input timestamp. The videos are published (overlay, then map) only once every frame is
-    written; on any error or interruption nothing appears under their final names.
+    Returns the frame count and a warning ("" when none: a partial video, frames of another size).
+    Decoding runs ahead in a thread, encoding and file writes behind in another; ``batch_size``
+    frames at a time go through the networks together (the same numbers as one at a time); every
+    frame keeps its input timestamp. The outputs are published together once every frame is
+    written: the per-frame folder (replacing the old one whole), the overlay video, then the map.
+    On any error or interruption nothing of this run appears under the final names.
     """
     import av
 
     codec = VIDEO_CODECS[job.outputs.video_codec]
     source = _open_video_source(item.source.location, storage)
     try:
-        with open_video(source) as (info, frames), contextlib.ExitStack() as staged:
+        with open_video(source, job.max_pixels) as (info, frames), contextlib.ExitStack() as staged:
+            check_image_size(info.height, info.width, "video frame")
             out_height, out_width = job.render.output_size(info.height, info.width)
             finals = [item.final] if item.overlay is None else [item.final, item.overlay]
             writers = [
@@ -323,7 +382,11 @@ def render_video(
                 )
                 for final in finals
             ]
-            return _encode_frames(item, frames, writers, estimator, job, storage, stop, on_frame)
+            frames_dir = None
+            if item.frames_dir is not None and (job.outputs.json or job.outputs.frames):
+                frames_dir = staged.enter_context(storage.staged_folder(item.frames_dir))
+            encoder = _FrameEncoder(writers, frames_dir, job.outputs, on_frame)
+            return _encode_frames(info, frames, encoder, estimator, job, stop, batch_size)
     except av.FFmpegError as error:
         raise ItemError(f"broken or unsupported video: {error}") from error
     finally:
@@ -331,58 +394,115 @@ def render_video(
             source.close()
 
 
-def _encode_frames(item, frames, writers, estimator, job, storage, stop, on_frame) -> int:
-    """Estimate, draw and encode every frame; return the count (raise before publishing on error)."""
+def _batches(frames, size: int):
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> tuple[int, str]:
+    """Estimate, draw and encode every frame; the count and a warning (raise before publishing)."""
     pose_tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
     background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
-    count = 0
+    count, last_seconds, resized = 0, 0.0, None
     try:
-        for frame in prefetch(frames, job.video_prefetch):
+        for batch in _batches(prefetch(frames, job.video_prefetch), batch_size):
             if stop is not None and stop.is_set():
-                raise Interrupted(f"stopped at frame {frame.index}")
-            detection_image = job.render.detection_image(frame.image)
-            scale = job.render.detection_scale(frame.image, detection_image)
-            persons = pose_tracker(frame.index, detection_image, frame.seconds, scale)
-            rendered = render_outputs(
-                frame.image,
-                detection_image,
-                persons,
-                job.render,
-                job.outputs.json,
-                len(writers) > 1,
-                estimator.keypoint_threshold,
+                raise Interrupted(f"stopped at frame {batch[0].index}")
+            detection_images = [job.render.detection_image(frame.image) for frame in batch]
+            tracked = pose_tracker.track(
+                [frame.index for frame in batch],
+                detection_images,
+                [frame.seconds for frame in batch],
+                [
+                    job.render.detection_scale(frame.image, image)
+                    for frame, image in zip(batch, detection_images, strict=True)
+                ],
             )
-            background.submit(
-                _frame_writer(item, frame.index, frame.pts, rendered, writers, storage, job.outputs, on_frame)
-            )
-            count += 1
+            for frame, detection_image, persons in zip(batch, detection_images, tracked, strict=True):
+                rendered = render_outputs(
+                    frame.image,
+                    detection_image,
+                    persons,
+                    job.render,
+                    job.outputs.json,
+                    len(encoder.writers) > 1,
+                    estimator.keypoint_threshold,
+                )
+                background.submit(encoder.task(frame.index, frame.pts, rendered))
+                if resized is None and frame.decoded_size is not None:
+                    resized = (frame.index, frame.decoded_size)
+                count, last_seconds = count + 1, frame.seconds
         if count == 0:
             raise ItemError("the video has no decodable frame")
         background.close()
-        for writer in writers:
-            writer.close()
+        encoder.close()
     except BaseException:
         background.cancel()
-        for writer in writers:
-            writer.abort()
+        encoder.abort()
         raise
-    return count
+    warnings = [missing_frames(info, count, last_seconds)]
+    if resized is not None:
+        (width, height), index = resized[1], resized[0]
+        warnings.append(
+            f"the frame size changes mid-stream (frame {index} is {width}x{height}); such frames were "
+            f"scaled to the first frame's {info.width}x{info.height}"
+        )
+    return count, "; ".join(warning for warning in warnings if warning)
 
 
-def _frame_writer(item, index, pts, rendered, writers, storage, options, on_frame):
-    def write() -> None:
-        name = frame_name(index)
-        if options.json:
-            storage.write_bytes(join(item.frames_dir, name + ".json"), encode_json(rendered.openpose_json))
-        if options.frames:
-            storage.write_bytes(join(item.frames_dir, name + ".png"), encode_png(rendered.control_map))
-        writers[0].write(rendered.control_map, pts)
-        if len(writers) > 1:
-            writers[1].write(rendered.overlay, pts)
-        if on_frame is not None:
-            on_frame()
+@dataclass
+class _FrameEncoder:
+    """Writes each frame's per-frame files into the staged frames folder and encodes its maps."""
 
-    return write
+    writers: list[VideoWriter]
+    frames_dir: str | None
+    options: OutputOptions
+    on_frame: Callable[[], None] | None
+
+    def task(self, index: int, pts: int, rendered: RenderedOutputs) -> Callable[[], None]:
+        def write() -> None:
+            if self.frames_dir is not None:
+                name = os.path.join(self.frames_dir, frame_name(index))
+                if self.options.json:
+                    _write_file(name + ".json", encode_json(rendered.openpose_json))
+                if self.options.frames:
+                    _write_file(name + ".png", encode_png(rendered.control_map))
+            self._encode(lambda: self.writers[0].write(rendered.control_map, pts))
+            if len(self.writers) > 1:
+                self._encode(lambda: self.writers[1].write(rendered.overlay, pts))
+            if self.on_frame is not None:
+                self.on_frame()
+
+        return write
+
+    @staticmethod
+    def _encode(step: Callable[[], None]) -> None:
+        import av
+
+        try:
+            step()
+        except av.FFmpegError as error:
+            # the message would name our temporary file; the input is not at fault
+            raise ItemError(f"encoding the output video failed: {error.strerror or error}") from error
+
+    def close(self) -> None:
+        for writer in self.writers:
+            self._encode(writer.close)
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 # the shared per-item function -------------------------------------------------------------------
@@ -393,13 +513,19 @@ def process_item(
     storage: Storage,
     stop: threading.Event | None = None,
     on_frame: Callable[[], None] | None = None,
+    batch_size: int = 1,
 ) -> ItemResult:
-    """Do one whole item; bad input gives a failed result with its reason, never an exception."""
+    """Do one whole item; bad input gives a failed result with its reason, never an exception.
+
+    ``batch_size``: video frames estimated together (the results equal one at a time). A done
+    item's ``reason`` holds a warning when there is one (a partial video).
+    """
     started = time.perf_counter()
     location = item.source.location
+    warning = ""
     try:
         if item.kind == "video":
-            frames = render_video(item, estimator, job, storage, stop, on_frame)
+            frames, warning = render_video(item, estimator, job, storage, stop, on_frame, batch_size)
         else:
             loaded = read_image(item, storage, job)
             persons = estimate_image(loaded, estimator)
@@ -409,4 +535,4 @@ def process_item(
         return ItemResult(location, INTERRUPTED, str(error), seconds=time.perf_counter() - started)
     except Exception as error:
         return ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started)
-    return ItemResult(location, DONE, frames=frames, seconds=time.perf_counter() - started)
+    return ItemResult(location, DONE, warning, frames=frames, seconds=time.perf_counter() - started)

@@ -6,7 +6,8 @@ use the cores); with ``batch_size > 1`` it takes up to that many consecutive ima
 estimates them in one batched call (when the estimator has ``estimate_many``, as
 :class:`~dwpose_ctrl.engines.pose.DetectorEstimator` does); drawing, encoding and atomic writes
 run in a background thread up to ``prefetch`` items behind. Videos stream
-frame by frame with the same overlap inside :func:`~dwpose_ctrl.engines.item.render_video`.
+with the same overlap inside :func:`~dwpose_ctrl.engines.item.render_video`, ``batch_size`` frames
+per batched call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from dwpose_ctrl.engines.item import (
     JobSettings,
     LoadedImage,
-    estimate_image,
+    estimate_images,
     finish_image,
     process_item,
     read_image,
@@ -62,8 +63,8 @@ def split_done(
 class LocalEngine:
     """Runs work items in this process. ``prefetch=0`` and ``loaders=0`` run every stage in turn.
 
-    ``batch_size``: images estimated together in one call of the estimator's ``estimate_many``
-    (ignored by estimators without it); the results equal one image at a time.
+    ``batch_size``: images, or frames of a video, estimated together in one call of the
+    estimator's ``estimate_many`` (ignored by estimators without it); the results equal one at a time.
     """
 
     estimator: PoseEstimator
@@ -126,7 +127,10 @@ class LocalEngine:
                 item, future = pending.popleft()
                 refill()
                 if item.kind == "video":
-                    record(item, process_item(item, self.estimator, self.job, self.storage, stop, on_frame))
+                    result = process_item(
+                        item, self.estimator, self.job, self.storage, stop, on_frame, self.batch_size
+                    )
+                    record(item, result)
                     continue
                 batch = [(item, future)]
                 while (
@@ -172,23 +176,14 @@ class LocalEngine:
                 self._fail(item, error, started, record)
             else:
                 loaded_items.append((item, loaded))
-        if len(loaded_items) > 1:
-            try:
-                found = self.estimator.estimate_many(
-                    [loaded.detection_image for _, loaded in loaded_items],
-                    [loaded.scale for _, loaded in loaded_items],
-                )
-            except Exception:
-                found = None
-            if found is not None:
-                for (item, loaded), persons in zip(loaded_items, found, strict=True):
-                    self._write(item, loaded, persons, started, writer, record)
-                return
-        for item, loaded in loaded_items:
-            try:
-                persons = estimate_image(loaded, self.estimator)
-            except Exception as error:
-                self._fail(item, error, started, record)
+        found = estimate_images(
+            self.estimator,
+            [loaded.detection_image for _, loaded in loaded_items],
+            [loaded.scale for _, loaded in loaded_items],
+        )
+        for (item, loaded), persons in zip(loaded_items, found, strict=True):
+            if isinstance(persons, Exception):
+                self._fail(item, persons, started, record)
             else:
                 self._write(item, loaded, persons, started, writer, record)
 

@@ -20,6 +20,7 @@ import os
 import posixpath
 import re
 import secrets
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -332,17 +333,58 @@ class Storage:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
 
-    def remove_stale_partials(self, root: str) -> int:
-        """Delete temporary files killed runs left below a local ``root``; return how many.
+    @contextlib.contextmanager
+    def staged_folder(self, location: str) -> Iterator[str]:
+        """A local folder to write the files of the folder ``location`` into, published whole on success.
 
-        Call it while holding :func:`output_lock` on ``root``. A temporary file whose writing
-        process is still alive (its name holds the PID) is left alone: it may belong to a run into
-        a folder nested inside ``root``.
+        On success the staged folder replaces ``location`` and everything that was in it (local:
+        two renames; object storage: the old objects under the prefix are deleted, then the new
+        files uploaded); on failure it is deleted and ``location`` stays as it was.
+        """
+        if is_url(location):
+            staged = tempfile.mkdtemp(suffix=PARTIAL_SUFFIX)
+            try:
+                yield staged
+                fs, path = self._fs_path(location)
+                if fs.exists(path):
+                    fs.rm(path, recursive=True)
+                for name in sorted(os.listdir(staged)):
+                    self.upload_file(os.path.join(staged, name), join(location, name))
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+            return
+        folder = os.path.dirname(location) or "."
+        make_folders(folder)
+        name = os.path.basename(location)
+        staged = _create_temporary(folder, name, is_folder=True)
+        try:
+            yield staged
+            if os.path.isdir(location) and not os.path.islink(location):
+                retired = _create_temporary(folder, name, is_folder=True)
+                os.replace(location, os.path.join(retired, "old"))
+                os.replace(staged, location)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(staged, location)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def remove_stale_partials(self, root: str) -> int:
+        """Delete temporary files and folders killed runs left below a local ``root``; return how many.
+
+        Call it while holding :func:`output_lock` on ``root``. A temporary file or folder whose
+        writing process is still alive (its name holds the PID) is left alone: it may belong to a
+        run into a folder nested inside ``root``.
         """
         if is_url(root) or not os.path.isdir(root):
             return 0
         removed = 0
-        for folder, _, files in walk_folders(root, on_error=lambda error: None):
+        for folder, subfolders, files in walk_folders(root, on_error=lambda error: None):
+            for name in [name for name in subfolders if name.endswith(PARTIAL_SUFFIX)]:
+                subfolders.remove(name)
+                if not _written_by_live_process(name):
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                    removed += 1
             for name in files:
                 if name.endswith(PARTIAL_SUFFIX) and not _written_by_live_process(name):
                     with contextlib.suppress(OSError):
@@ -389,11 +431,11 @@ def _written_by_live_process(name: str) -> bool:
     return True
 
 
-def _create_temporary(folder: str, name: str) -> str:
-    """Create a new empty hidden ``*.dwpose-partial`` file in ``folder``; its path.
+def _create_temporary(folder: str, name: str, is_folder: bool = False) -> str:
+    """Create a new empty hidden ``*.dwpose-partial`` file (or folder) in ``folder``; its path.
 
-    ``O_EXCL`` with mode ``0o666`` makes the kernel apply the umask exactly as for ``open()``;
-    the random part makes the name unique to this call.
+    ``O_EXCL`` with mode ``0o666`` (``mkdir`` with ``0o777``) makes the kernel apply the umask
+    exactly as for ``open()`` (``mkdir``); the random part makes the name unique to this call.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
@@ -401,7 +443,10 @@ def _create_temporary(folder: str, name: str) -> str:
             folder, f".{name[:_TEMPORARY_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
         )
         try:
-            os.close(os.open(path, flags, 0o666))
+            if is_folder:
+                os.mkdir(path, 0o777)
+            else:
+                os.close(os.open(path, flags, 0o666))
         except FileExistsError:
             continue
         return path
