@@ -14,7 +14,7 @@ from PIL import Image
 from dwpose_ctrl.engines.item import JobSettings, Smoothing
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions
 from dwpose_ctrl.engines.pose import RenderSettings
-from dwpose_ctrl.engines.report import FAILED, EngineError, ItemResult, RunReport
+from dwpose_ctrl.engines.report import DONE, FAILED, EngineError, ItemResult, RunReport
 from dwpose_ctrl.engines.storage import Storage
 from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.styles import STYLE_NAMES
@@ -208,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=_positive_int,
         default=4,
-        help="images per network run of the local engine, when the models' batch is dynamic; "
-        "results are identical to 1 (default: 4)",
+        help="images or video frames per network run of the local engine, when the models' batch is "
+        "dynamic; results are identical to 1 (default: 4)",
     )
     run.add_argument(
         "--max-pixels",
@@ -232,13 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     ray = parser.add_argument_group("ray engine")
     ray.add_argument("--ray-address", help="Ray cluster address: auto, ray://host:10001 (default: local Ray)")
     ray.add_argument(
-        "--ray-workers", type=_positive_int, default=1, help="actors, one detector each (default: 1)"
+        "--ray-workers",
+        type=_positive_int,
+        help="actors, one detector each (default: one per GPU of the cluster with --device cuda, else 1)",
     )
     ray.add_argument(
-        "--ray-batch-size", type=_positive_int, default=4, help="items per actor call (default: 4)"
+        "--ray-batch-size",
+        type=_positive_int,
+        default=4,
+        help="items per actor call, run through the networks together (default: 4)",
     )
     ray.add_argument("--ray-cpus-per-worker", type=float, default=1.0, help="CPUs per actor (default: 1)")
-    ray.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs per actor (default: 0)")
+    ray.add_argument(
+        "--ray-gpus-per-worker", type=float, help="GPUs per actor (default: 1 with --device cuda, else 0)"
+    )
     return parser
 
 
@@ -352,6 +359,8 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
     def on_result(result: ItemResult) -> None:
         if result.status == FAILED:
             say(f"FAILED {result.location}: {result.reason}")
+        elif result.status == DONE and result.reason:
+            say(f"WARNING {result.location}: {result.reason}")
         progress.update(1)
 
     stop = threading.Event()
@@ -362,6 +371,7 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
         "cpus_per_worker": args.ray_cpus_per_worker,
         "gpus_per_worker": args.ray_gpus_per_worker,
         "show_progress": not args.quiet,
+        "quiet": args.quiet,
     }
     try:
         with _StopOnSignal(stop, say):

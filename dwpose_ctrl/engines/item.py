@@ -536,3 +536,56 @@ def process_item(
     except Exception as error:
         return ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started)
     return ItemResult(location, DONE, warning, frames=frames, seconds=time.perf_counter() - started)
+
+
+def process_items(
+    items: list[WorkItem],
+    estimator: PoseEstimator,
+    job: JobSettings,
+    storage: Storage,
+    stop: threading.Event | None = None,
+    batch_size: int = 1,
+) -> list[ItemResult]:
+    """Do several items, in order of ``items``: all the images through the networks in one batched
+    call (a bad image fails alone), then each video with ``batch_size`` frames per call.
+
+    Items not started because ``stop`` was set are reported interrupted; never raises for bad input.
+    """
+    results: dict[int, ItemResult] = {}
+    started = time.perf_counter()
+
+    def failed(location: str, error: Exception) -> ItemResult:
+        return ItemResult(location, FAILED, describe_error(error), seconds=time.perf_counter() - started)
+
+    loaded: list[tuple[int, LoadedImage]] = []
+    for index, item in enumerate(items):
+        location = item.source.location
+        if item.kind != "image":
+            continue
+        if stop is not None and stop.is_set():
+            results[index] = ItemResult(location, INTERRUPTED, "not started")
+            continue
+        try:
+            loaded.append((index, read_image(item, storage, job)))
+        except Exception as error:
+            results[index] = failed(location, error)
+    found = estimate_images(
+        estimator, [one.detection_image for _, one in loaded], [one.scale for _, one in loaded]
+    )
+    for (index, one), persons in zip(loaded, found, strict=True):
+        location = items[index].source.location
+        try:
+            if isinstance(persons, Exception):
+                raise persons
+            finish_image(items[index], one, persons, storage, job, estimator.keypoint_threshold)
+        except Exception as error:
+            results[index] = failed(location, error)
+        else:
+            results[index] = ItemResult(location, DONE, frames=1, seconds=time.perf_counter() - started)
+    for index, item in enumerate(items):
+        if item.kind != "image":
+            if stop is not None and stop.is_set():
+                results[index] = ItemResult(item.source.location, INTERRUPTED, "not started")
+            else:
+                results[index] = process_item(item, estimator, job, storage, stop, batch_size=batch_size)
+    return [results[index] for index in range(len(items))]

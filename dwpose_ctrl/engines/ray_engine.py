@@ -1,15 +1,18 @@
 """The Ray Data engine: the same work items, spread over a Ray cluster (or a local Ray instance).
 
 The driver plans the items and skips the done ones exactly like the local engine; the items
-still to do become a Ray dataset that a pool of actors maps over, one detector per actor, each
-item handled by the shared :func:`~dwpose_ctrl.engines.item.process_item`. Outputs are written by
+still to do become a Ray dataset that a pool of actors maps over, one detector per actor (one
+actor per GPU on CUDA), each batch of items handled by the shared
+:func:`~dwpose_ctrl.engines.item.process_items` (its images in one network call). Outputs are written by
 the workers directly (atomically) to the output location, which must therefore be reachable by
 every node: a shared folder or object storage (``s3://...``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import pickle
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwpose_ctrl.engines.item import JobSettings, process_item
+from dwpose_ctrl.engines.item import JobSettings, process_items
 from dwpose_ctrl.engines.local import ResultCallback, split_done
 from dwpose_ctrl.engines.plan import WorkItem
 from dwpose_ctrl.engines.pose import PoseEstimator
@@ -25,34 +28,86 @@ from dwpose_ctrl.engines.report import INTERRUPTED, EngineError, ItemResult, Run
 from dwpose_ctrl.engines.storage import Storage
 
 
-class RenderActor:
-    """A Ray Data callable class: builds one estimator when the actor starts, then maps items."""
+class StopFlag:
+    """Shared by the driver and the actors (as a Ray actor): set once the run is asked to stop."""
 
-    def __init__(self, estimator_factory: Callable[[], PoseEstimator], job: JobSettings, storage: Storage):
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class RenderActor:
+    """A Ray Data callable class: builds one estimator when the actor starts, then maps batches.
+
+    Each batch goes through :func:`~dwpose_ctrl.engines.item.process_items`: its images in one
+    network call, its videos with as many frames per call as the batch has items. ``stop_flag``
+    (a :class:`StopFlag` actor) is polled in the background; once it is set, items not yet begun
+    are reported interrupted and a video in progress stops, so every result says what is on disk.
+    """
+
+    def __init__(
+        self,
+        estimator_factory: Callable[[], PoseEstimator],
+        job: JobSettings,
+        storage: Storage,
+        stop_flag=None,
+        frames_per_call: int = 1,
+    ):
         self.estimator = estimator_factory()
         self.job = job
         self.storage = storage
+        self.frames_per_call = frames_per_call
+        self.stop = threading.Event()
+        if stop_flag is not None:
+            threading.Thread(target=self._watch, args=(stop_flag,), daemon=True).start()
+
+    def _watch(self, stop_flag) -> None:
+        import ray
+
+        while not self.stop.wait(0.2):
+            with contextlib.suppress(Exception):
+                if ray.get(stop_flag.is_set.remote(), timeout=5):
+                    self.stop.set()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        columns: dict[str, list] = {
-            "index": [],
-            "location": [],
-            "status": [],
-            "reason": [],
-            "frames": [],
-            "seconds": [],
-        }
-        for index, payload in zip(batch["index"], batch["item"], strict=True):
-            item: WorkItem = pickle.loads(payload)
-            result = process_item(item, self.estimator, self.job, self.storage)
-            columns["index"].append(int(index))
+        items: list[WorkItem] = [pickle.loads(payload) for payload in batch["item"]]
+        results = process_items(
+            items, self.estimator, self.job, self.storage, self.stop, self.frames_per_call
+        )
+        return {
+            "index": [int(index) for index in batch["index"]],
             # Arrow strings must be UTF-8: names that are not travel escaped, the driver has them
-            columns["location"].append(escape_surrogates(result.location))
-            columns["status"].append(result.status)
-            columns["reason"].append(escape_surrogates(result.reason))
-            columns["frames"].append(result.frames)
-            columns["seconds"].append(result.seconds)
-        return columns
+            "location": [escape_surrogates(result.location) for result in results],
+            "status": [result.status for result in results],
+            "reason": [escape_surrogates(result.reason) for result in results],
+            "frames": [result.frames for result in results],
+            "seconds": [result.seconds for result in results],
+        }
+
+
+def resolve_resources(
+    estimator_factory, workers: int | None, gpus_per_worker: float | None, cluster_gpus: float
+) -> tuple[int, float, Callable[[], PoseEstimator]]:
+    """Actors, GPUs per actor and the factory each actor calls.
+
+    With a CUDA device (the factory's ``device``) and no explicit choice, each actor takes one
+    whole GPU and there is one actor per GPU of the cluster; Ray then shows each actor only its
+    own GPU, so a ``"cuda:N"`` device becomes ``"cuda"`` in the actors. CPU runs are unchanged
+    (one actor unless told otherwise, no GPU).
+    """
+    device = str(getattr(estimator_factory, "device", "cpu"))
+    on_cuda = device.startswith("cuda")
+    gpus = (1.0 if on_cuda else 0.0) if gpus_per_worker is None else float(gpus_per_worker)
+    if workers is None:
+        workers = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
+    if gpus > 0 and device != "cuda" and on_cuda and dataclasses.is_dataclass(estimator_factory):
+        estimator_factory = dataclasses.replace(estimator_factory, device="cuda")
+    return workers, gpus, estimator_factory
 
 
 @dataclass
@@ -61,20 +116,24 @@ class RayEngine:
 
     ``address``: ``None`` starts a local Ray instance (or uses the one already initialised),
     ``"auto"`` joins the cluster this machine belongs to, ``"ray://host:10001"`` a remote one.
-    ``batch_size`` items go to an actor at a time; ``cpus_per_worker`` / ``gpus_per_worker`` are the
-    resources each actor reserves (give GPUs to run the detector with ``device="cuda"``).
+    ``batch_size`` items go to an actor at a time and through the networks in one call (a video's
+    frames as many at a time); ``cpus_per_worker`` / ``gpus_per_worker`` are the resources each
+    actor reserves. ``None`` for ``workers`` / ``gpus_per_worker`` means: with a CUDA device, one
+    actor per GPU of the cluster holding one GPU each; otherwise one actor and no GPU
+    (:func:`resolve_resources`). ``quiet`` silences Ray's own log lines and progress bars.
     """
 
     estimator_factory: Callable[[], PoseEstimator]
     job: JobSettings
     storage: Storage
     address: str | None = None
-    workers: int = 1
+    workers: int | None = None
     batch_size: int = 4
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = None
     init_kwargs: dict | None = None
     show_progress: bool = True
+    quiet: bool = False
 
     def run(
         self,
@@ -97,8 +156,10 @@ class RayEngine:
         if todo:
             started_here = not ray.is_initialized()
             if started_here:
-                ray.init(address=self.address, **(self.init_kwargs or {}))
-            ray.data.DataContext.get_current().enable_progress_bars = self.show_progress
+                quiet = {"logging_level": logging.ERROR, "log_to_driver": False} if self.quiet else {}
+                ray.init(address=self.address, **{**quiet, **(self.init_kwargs or {})})
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = self.show_progress and not self.quiet
             try:
                 rows = [{"index": order[id(item)], "item": pickle.dumps(item)} for item in todo]
                 locations = {order[id(item)]: item.source.location for item in todo}
@@ -127,30 +188,65 @@ class RayEngine:
         return report
 
     def _map(self, rows: list[dict], stop: threading.Event, ray) -> Iterator[tuple[int, ItemResult]]:
-        dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * self.workers)))
+        """Every row's result; after ``stop`` the actors finish only what they have begun."""
+        workers, gpus, factory = resolve_resources(
+            self.estimator_factory, self.workers, self.gpus_per_worker, ray.cluster_resources().get("GPU", 0)
+        )
+        stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
+        dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * workers)))
         mapped = dataset.map_batches(
             RenderActor,
             fn_constructor_kwargs={
-                "estimator_factory": self.estimator_factory,
+                "estimator_factory": factory,
                 "job": self.job,
                 "storage": self.storage,
+                "stop_flag": stop_flag,
+                "frames_per_call": self.batch_size,
             },
             batch_size=self.batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=self.cpus_per_worker,
-            num_gpus=self.gpus_per_worker or None,
+            num_gpus=gpus or None,
         )
-        for row in mapped.iter_rows():
-            yield (
-                int(row["index"]),
-                ItemResult(
-                    str(row["location"]),
-                    str(row["status"]),
-                    str(row["reason"]),
-                    int(row["frames"]),
-                    float(row["seconds"]),
-                ),
-            )
-            if stop.is_set():
-                return
+        finished = threading.Event()
+
+        def pass_stop_on() -> None:
+            while not finished.is_set():
+                if stop.wait(0.1):
+                    stop_flag.set.remote()
+                    return
+
+        watcher = threading.Thread(target=pass_stop_on, name="dwpose-ray-stop", daemon=True)
+        watcher.start()
+        with _quiet_loggers(self.quiet), contextlib.ExitStack() as cleanup:
+            cleanup.callback(watcher.join)
+            cleanup.callback(finished.set)
+            for row in mapped.iter_rows():
+                yield (
+                    int(row["index"]),
+                    ItemResult(
+                        str(row["location"]),
+                        str(row["status"]),
+                        str(row["reason"]),
+                        int(row["frames"]),
+                        float(row["seconds"]),
+                    ),
+                )
+
+
+@contextlib.contextmanager
+def _quiet_loggers(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, Ray's loggers in this process print errors only (restored afterwards)."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

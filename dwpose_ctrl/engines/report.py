@@ -26,7 +26,11 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True)
 class ItemResult:
-    """The outcome of one input: ``status`` is done, skipped, failed or interrupted."""
+    """The outcome of one input: ``status`` is done, skipped, failed or interrupted.
+
+    ``reason`` says why it failed, was skipped or interrupted; for a done item it is empty or a
+    warning (a partial video, frames scaled to one size).
+    """
 
     location: str
     status: str
