@@ -223,3 +223,23 @@ def test_the_cli_prints_the_warning_of_a_partial_video(tmp_path, capsys):
     source.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert main([str(source), "-o", str(tmp_path / "out"), "-q"], estimator_factory=blob_factory) == 0
     assert f"WARNING {source}: partial video: decoding stopped at" in capsys.readouterr().err
+
+
+# the same class for images: an item's files are all encoded before any is replaced ---------------
+def test_an_image_whose_map_cannot_be_encoded_keeps_its_previous_json(tmp_path, monkeypatch):
+    import dwpose_ctrl.engines.item as item_module
+
+    source = tmp_path / "a.png"
+    Image.fromarray(blob_image(48, 64, [(4, 4, 12, 30)])).save(source)
+    job = JobSettings(render=NATIVE, outputs=OutputOptions(json=True))
+    assert render_files([str(source)], str(tmp_path / "out"), blob_factory, job).counts["done"] == 1
+    before = (tmp_path / "out" / "a.json").read_bytes()
+    Image.fromarray(blob_image(48, 64, [(30, 10, 12, 30)])).save(source)
+
+    def failing_png(image):
+        raise ValueError("OpenCV could not encode the map")
+
+    monkeypatch.setattr(item_module, "encode_png", failing_png)
+    report = render_files([str(source)], str(tmp_path / "out"), blob_factory, job, overwrite=True)
+    assert [r.reason for r in report.failures] == ["OpenCV could not encode the map"]
+    assert (tmp_path / "out" / "a.json").read_bytes() == before

@@ -7,7 +7,8 @@ items: :func:`read_image` (read, decode, resize for detection), the estimator (i
 and :func:`finish_image` (draw the map, JSON and overlay, encode, write).
 
 Write order per item: JSON, overlay, metadata photo copy, per-frame files, then the map last, each
-file atomically. An item is done when all its required outputs exist
+file atomically (an image's files are all encoded first; a video's per-frame files are staged in a
+hidden folder and published whole with its videos). An item is done when all its required outputs exist
 (:func:`~dwpose_ctrl.engines.plan.is_done`), so a killed run never leaves an item that looks done
 but is not.
 """
@@ -263,14 +264,18 @@ def finish_image(
 
 
 def write_image_outputs(item: WorkItem, rendered: RenderedOutputs, data: bytes, storage: Storage) -> None:
-    """Write an image item's outputs, the map last."""
+    """Encode all of an image item's outputs, then write them, the map last (an encoding error
+    leaves none of them half-updated)."""
+    files = []
     if item.json is not None:
-        storage.write_bytes(item.json, encode_json(rendered.openpose_json))
+        files.append((item.json, encode_json(rendered.openpose_json)))
     if item.overlay is not None:
-        storage.write_bytes(item.overlay, encode_png(rendered.overlay))
+        files.append((item.overlay, encode_png(rendered.overlay)))
     if item.photo_copy is not None:
-        storage.write_bytes(item.photo_copy, data)
-    storage.write_bytes(item.final, encode_png(rendered.control_map))
+        files.append((item.photo_copy, data))
+    files.append((item.final, encode_png(rendered.control_map)))
+    for location, content in files:
+        storage.write_bytes(location, content)
 
 
 # videos -----------------------------------------------------------------------------------------
