@@ -137,3 +137,20 @@ def test_refresh_included_sections_refuses_a_report_without_them(tmp_path):
     results.write_text("# Benchmarks\n\nno sections\n")
     with pytest.raises(ValueError, match="regenerate it with `python -m benchmarks`"):
         report.refresh_included_sections(results)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_run_on_the_cpu(tmp_path, yolox_nano_path, val5_dir, portraits_dir):
+    """``python -m benchmarks.gpu --device cpu --quick`` runs every pipeline of the GPU benchmark."""
+    pytest.importorskip("torch")
+    from benchmarks import gpu
+
+    output = tmp_path / "gpu.md"
+    rates = gpu.main(["--device", "cpu", "--quick", "--frames", "2", "--output", str(output)])
+    baseline = "float32, one frame and one person per call (baseline)"
+    assert set(rates) == {"float32, batched", baseline}
+    assert all(rate[kind] > 0 for rate in rates.values() for kind in ("images", "video"))
+    text = output.read_text()
+    assert "| float32, batched | 2 |" in text and f"| {baseline} | 1 |" in text
+    assert text.count("pose model: TorchBackend on cpu, torch.float32") == 2
+    assert "onnxruntime distributions installed: onnxruntime " in text
