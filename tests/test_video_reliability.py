@@ -243,3 +243,14 @@ def test_an_image_whose_map_cannot_be_encoded_keeps_its_previous_json(tmp_path, 
     report = render_files([str(source)], str(tmp_path / "out"), blob_factory, job, overwrite=True)
     assert [r.reason for r in report.failures] == ["OpenCV could not encode the map"]
     assert (tmp_path / "out" / "a.json").read_bytes() == before
+
+
+def test_an_output_video_that_cannot_be_created_does_not_blame_the_input(tmp_path, monkeypatch):
+    import dwpose_ctrl.engines.item as item_module
+
+    def refused(path, *args, **kwargs):
+        raise av.error.PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(item_module, "VideoWriter", refused)
+    result = render(write_lossless(tmp_path / "clip.mkv", frames(2)), tmp_path / "out")
+    assert (result.status, result.reason) == ("failed", "encoding the output video failed: Permission denied")

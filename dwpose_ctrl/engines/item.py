@@ -375,15 +375,18 @@ def render_video(
             out_height, out_width = job.render.output_size(info.height, info.width)
             finals = [item.final] if item.overlay is None else [item.final, item.overlay]
             writers = [
-                VideoWriter(
+                _FrameEncoder.create(
+                    lambda path: VideoWriter(
+                        path,
+                        codec.encoder,
+                        codec.pixel_format,
+                        out_width,
+                        out_height,
+                        info.time_base,
+                        info.average_rate,
+                        container_format=codec.container,
+                    ),
                     staged.enter_context(storage.staged_output(final, codec.extension)),
-                    codec.encoder,
-                    codec.pixel_format,
-                    out_width,
-                    out_height,
-                    info.time_base,
-                    info.average_rate,
-                    container_format=codec.container,
                 )
                 for final in finals
             ]
@@ -487,13 +490,20 @@ class _FrameEncoder:
         return write
 
     @staticmethod
-    def _encode(step: Callable[[], None]) -> None:
+    def create(make: Callable[[str], VideoWriter], path: str) -> VideoWriter:
+        """A writer for the staged file ``path``; FFmpeg's errors reworded as :meth:`_encode` does."""
+        writers: list[VideoWriter] = []
+        _FrameEncoder._encode(lambda: writers.append(make(path)))
+        return writers[0]
+
+    @staticmethod
+    def _encode(step: Callable[[], object]) -> None:
         import av
 
         try:
             step()
         except av.FFmpegError as error:
-            # the message would name our temporary file; the input is not at fault
+            # the message would name our temporary file and "broken video" would blame the input
             raise ItemError(f"encoding the output video failed: {error.strerror or error}") from error
 
     def close(self) -> None:
