@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 from render_fakes import BlobEstimator, blob_factory, blob_image
 
@@ -254,3 +255,14 @@ def test_an_output_video_that_cannot_be_created_does_not_blame_the_input(tmp_pat
     monkeypatch.setattr(item_module, "VideoWriter", refused)
     result = render(write_lossless(tmp_path / "clip.mkv", frames(2)), tmp_path / "out")
     assert (result.status, result.reason) == ("failed", "encoding the output video failed: Permission denied")
+
+
+def test_training_frame_extraction_holds_videos_to_the_pixel_limit(tmp_path):
+    from training.data.ubody import extract_video_frames
+
+    source = tmp_path / "big.gif"
+    source.write_bytes(gif_declaring(400, 300))
+    with pytest.raises(ValueError, match=r"big.gif: the video frame is 400x300 = 120000 pixels, more than"):
+        extract_video_frames(source, tmp_path / "frames", max_pixels=100_000)
+    assert not (tmp_path / "frames").exists() or not any((tmp_path / "frames").iterdir())
+    assert extract_video_frames(write_lossless(tmp_path / "ok.mkv", frames(2)), tmp_path / "ok") == 2

@@ -18,7 +18,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.keypoints import COCO_WHOLEBODY, KeypointMetadata
+from dwpose_ctrl.video import check_frame_size
 from training.data.instances import PersonInstance, load_coco_wholebody
 
 UBODY_SCENES: tuple[str, ...] = (
@@ -96,11 +98,13 @@ def extract_video_frames(
     output_dir: str | os.PathLike,
     frame_numbers: set[int] | None = None,
     image_format: str = "png",
+    max_pixels: int = MAX_PIXELS,
 ) -> int:
     """Decode a video with PyAV and write frames as ``output_dir/000001.<format>`` (numbered from 1).
 
     ``frame_numbers`` limits the output to those frames (decoding stops after the last one).
-    Existing files are kept. Returns the number of frames written.
+    Existing files are kept. Returns the number of frames written. Frames of more than
+    ``max_pixels`` pixels are refused (from the stream's header before decoding, then per frame).
     """
     import av
     import cv2
@@ -111,10 +115,13 @@ def extract_video_frames(
     written = 0
     with av.open(str(video_path)) as container:
         stream = container.streams.video[0]
+        where = f"{video_path}: the video frame"
+        check_frame_size(stream.codec_context.width, stream.codec_context.height, max_pixels, where)
         stream.thread_type = "AUTO"
         for number, frame in enumerate(container.decode(stream), start=1):
             if last is not None and number > last:
                 break
+            check_frame_size(frame.width, frame.height, max_pixels, f"{video_path}: frame {number}")
             if frame_numbers is not None and number not in frame_numbers:
                 continue
             target = output_dir / f"{number:06d}.{image_format}"
