@@ -69,7 +69,7 @@ class RenderActor:
     def _watch(self, stop_flag) -> None:
         import ray
 
-        while not self.stop.wait(0.2):
+        while not self.stop.wait(0.5):
             with contextlib.suppress(Exception):
                 if ray.get(stop_flag.is_set.remote(), timeout=5):
                     self.stop.set()
