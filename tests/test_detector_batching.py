@@ -293,9 +293,11 @@ def photo_video(path, images, count: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("detect_every", "smooth"), [(1, False), (2, True)])
+@pytest.mark.parametrize(
+    ("detect_every", "smooth", "batch"), [(1, False, "dynamic"), (2, True, "dynamic"), (1, False, "fixed")]
+)
 def test_video_frames_batched_write_the_same_files_as_one_at_a_time(
-    tmp_path, models, images, detect_every, smooth, monkeypatch
+    tmp_path, models, images, detect_every, smooth, batch, monkeypatch
 ):
     from dwpose_ctrl.engines import JobSettings, OutputOptions, RenderSettings, Smoothing, render_files
 
@@ -306,7 +308,7 @@ def test_video_frames_batched_write_the_same_files_as_one_at_a_time(
         detect_every=detect_every,
         smoothing=Smoothing(0.5, 0.1) if smooth else None,
     )
-    detector = DWposeDetector(models["det_dynamic"], models["pose_dynamic"])
+    detector = DWposeDetector(models[f"det_{batch}"], models[f"pose_{batch}"])
     det_runs = spy_on_runs(detector.det_backend, monkeypatch)
     pose_runs = spy_on_runs(detector.pose_backend, monkeypatch)
     runs = {}
@@ -325,7 +327,10 @@ def test_video_frames_batched_write_the_same_files_as_one_at_a_time(
     assert files == tree(tmp_path / "out4") and len(files) == 2 + 6 * 2
     people = [len(json.loads(files[f"clip/{i:06d}.json"])["people"]) for i in range(6)]
     assert min(people) >= 2
-    if detect_every == 1:
+    if batch == "fixed":
+        # models with a batch of 1: one YOLOX run per frame and one pose run per person, batched or not
+        assert runs[4] == runs[1] == ([1] * 6, [1] * sum(people))
+    elif detect_every == 1:
         # frames 0-3 then 4-5: one YOLOX run and one pose-model run per batch
         assert runs[1][0] == [1] * 6 and runs[4][0] == [4, 2]
         assert runs[4][1] == [sum(people[:4]), sum(people[4:])]
