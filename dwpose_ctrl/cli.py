@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse images with more pixels (decompression bombs) (default: %(default)s)",
     )
     run.add_argument("--report", metavar="FILE", help="write a JSON report of every item")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only failures")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar; only failures and warnings")
     run.add_argument(
         "--storage-option",
         type=_key_value,

@@ -138,6 +138,24 @@ def test_s3_missing_prefix_is_reported(s3_storage):
     ]
 
 
+def test_s3_overwrite_with_a_shorter_video_leaves_no_frame_of_the_old_one(s3_storage, tmp_path):
+    def clip(count: int) -> Path:
+        path = tmp_path / "clip.mkv"
+        writer = VideoWriter(str(path), "ffv1", "bgr0", 64, 48, Fraction(1, 25), Fraction(25))
+        for index in range(count):
+            writer.write(blob_image(48, 64, [(4 + index, 4, 12, 30)], seed=index), index)
+        writer.close()
+        return path
+
+    job = JobSettings(render=RenderSettings(None, None), outputs=OutputOptions(json=True, video_codec="ffv1"))
+    output = f"s3://{BUCKET}/shorter"
+    for count in (5, 2):
+        source = str(clip(count))
+        report = render_files([source], output, blob_factory, job, storage=s3_storage, overwrite=True)
+        assert report.results[0].frames == count
+    assert sorted(download(s3_storage, "shorter")) == ["clip.mkv", "clip/000000.json", "clip/000001.json"]
+
+
 def test_remembered_listing_answers_exists_without_requests(s3_storage):
     root = f"s3://{BUCKET}/listing"
     s3_storage.write_bytes(f"{root}/old.png", b"1")

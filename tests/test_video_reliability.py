@@ -266,3 +266,13 @@ def test_training_frame_extraction_holds_videos_to_the_pixel_limit(tmp_path):
         extract_video_frames(source, tmp_path / "frames", max_pixels=100_000)
     assert not (tmp_path / "frames").exists() or not any((tmp_path / "frames").iterdir())
     assert extract_video_frames(write_lossless(tmp_path / "ok.mkv", frames(2)), tmp_path / "ok") == 2
+
+
+def test_the_published_frames_folder_gets_the_mode_of_a_plain_mkdir(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        source = write_lossless(tmp_path / "clip.mkv", frames(2))
+        assert render(source, tmp_path / "out").status == "done"
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out" / "clip").stat().st_mode & 0o777 == 0o750
