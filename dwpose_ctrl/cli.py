@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None, estimator_factory=None) -> int:
     except KeyboardInterrupt:
         print("dwpose-render: aborted; run the same command again to finish", file=sys.stderr)
         return 130
-    if not args.quiet or report.failures or report.interrupted:
+    if not args.quiet or report.failures or report.interrupted or report.warnings:
         print(f"dwpose-render: {report.summary()}", file=sys.stderr)
     return report.exit_code
 

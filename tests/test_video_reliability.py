@@ -223,7 +223,9 @@ def test_the_cli_prints_the_warning_of_a_partial_video(tmp_path, capsys):
     source = tmp_path / "cut.mkv"
     source.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert main([str(source), "-o", str(tmp_path / "out"), "-q"], estimator_factory=blob_factory) == 0
-    assert f"WARNING {source}: partial video: decoding stopped at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"WARNING {source}: partial video: decoding stopped at" in err
+    assert "dwpose-render: done 1, skipped 0, failed 0 (1 done with a warning)" in err
 
 
 # the same class for images: an item's files are all encoded before any is replaced ---------------

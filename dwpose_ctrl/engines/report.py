@@ -63,6 +63,11 @@ class RunReport:
         return [result for result in self.results if result.status == FAILED]
 
     @property
+    def warnings(self) -> list[ItemResult]:
+        """Done items with a warning (a partial video, frames scaled to one size)."""
+        return [result for result in self.results if result.status == DONE and result.reason]
+
+    @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
@@ -71,6 +76,8 @@ class RunReport:
     def summary(self) -> str:
         counts = self.counts
         text = f"done {counts[DONE]}, skipped {counts[SKIPPED]}, failed {counts[FAILED]}"
+        if self.warnings:
+            text += f" ({len(self.warnings)} done with a warning)"
         if counts[INTERRUPTED] or self.interrupted:
             text += f", interrupted {counts[INTERRUPTED]} (run again to finish)"
         return text
