@@ -53,7 +53,8 @@ class VideoFrame:
     """One decoded frame: RGB uint8 (H, W, 3), its index, its timestamp in ``time_base`` units and seconds.
 
     ``decoded_size`` is the (width, height) the stream gave this frame when it differs from the
-    first frame's (the image is then scaled to the first frame's size), else ``None``.
+    first frame's (the image is then scaled to the first frame's size), else ``None``;
+    ``duration`` how long it shows in seconds, when the stream says.
     """
 
     index: int
@@ -61,6 +62,7 @@ class VideoFrame:
     pts: int
     seconds: float
     decoded_size: tuple[int, int] | None = None
+    duration: float | None = None
 
 
 def check_frame_size(width: int, height: int, max_pixels: int | None, where: str) -> None:
@@ -143,27 +145,28 @@ def open_video(source, max_pixels: int | None = None) -> Iterator[tuple[VideoInf
                 else:
                     image = frame.to_ndarray(format="rgb24", width=info.width, height=info.height)
                     decoded_size = size
-                yield VideoFrame(index, image, int(pts), float(pts * time_base), decoded_size)
+                duration = float(frame.duration * time_base) if frame.duration else None
+                yield VideoFrame(index, image, int(pts), float(pts * time_base), decoded_size, duration)
 
         yield info, frames()
     finally:
         container.close()
 
 
-def missing_frames(info: VideoInfo, decoded: int, last_seconds: float) -> str | None:
-    """Why a decoded stream looks cut short (fewer frames than announced, or it stops well before
-    the end its header gives), or ``None`` when it looks whole."""
+def missing_frames(info: VideoInfo, decoded: int, last: VideoFrame) -> str | None:
+    """Why a decoded stream looks cut short (fewer frames than its header announces, or its last
+    frame ends well before the end the header gives), or ``None`` when it looks whole."""
     if info.frame_count is not None and decoded < info.frame_count:
+        return f"partial video: {decoded} of the {info.frame_count} frames its header announces were decoded"
+    if info.end_seconds is None:
+        return None
+    interval = float(1 / info.average_rate) if info.average_rate else 0.1
+    decoded_until = last.seconds + (last.duration or interval)
+    if decoded_until + interval < info.end_seconds:
         return (
-            f"partial video: {decoded} of the {info.frame_count} frames its header announces could be decoded"
+            f"partial video: the {decoded} decoded frames end at {decoded_until:.3f} s, the header says it "
+            f"lasts until {info.end_seconds:.3f} s (the file is truncated or damaged)"
         )
-    if info.end_seconds is not None:
-        interval = 1 / info.average_rate if info.average_rate else Fraction(1, 10)
-        if last_seconds + 2 * float(interval) < info.end_seconds:
-            return (
-                f"partial video: decoding stopped at {last_seconds:.3f} s ({decoded} frames), the header "
-                f"says it lasts until {info.end_seconds:.3f} s (the file is truncated or damaged)"
-            )
     return None
 
 

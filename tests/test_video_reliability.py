@@ -208,12 +208,38 @@ def test_a_truncated_video_is_reported_as_partial(tmp_path):
     source.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     result = render(source, tmp_path / "out")
     assert result.status == "done" and 10 < result.frames < 30
-    last = (result.frames - 1) / 25
     assert result.reason == (
-        f"partial video: decoding stopped at {last:.3f} s ({result.frames} frames), the header says it "
-        "lasts until 1.600 s (the file is truncated or damaged)"
+        f"partial video: the {result.frames} decoded frames end at {result.frames / 25:.3f} s, the header "
+        "says it lasts until 1.600 s (the file is truncated or damaged)"
     )
     assert render(whole, tmp_path / "whole_out").reason == ""
+
+
+def test_a_truncated_video_with_a_frame_count_in_its_header_is_reported_as_partial(tmp_path):
+    whole = tmp_path / "whole.mov"
+    container = av.open(str(whole), "w", format="mov", options={"movflags": "faststart"})
+    stream = container.add_stream("png", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "rgb24"
+    for index, image in enumerate(frames(40)):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = index, Fraction(1, 25)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    container.close()
+    source = tmp_path / "cut.mov"
+    source.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = render(source, tmp_path / "out")
+    assert result.status == "done" and 10 < result.frames < 30
+    expected = f"partial video: {result.frames} of the 40 frames its header announces were decoded"
+    assert result.reason == expected
+
+
+def test_a_whole_gif_with_a_long_last_frame_is_not_partial(tmp_path):
+    images = [Image.fromarray(image) for image in frames(4)]
+    source = tmp_path / "anim.gif"
+    images[0].save(source, save_all=True, append_images=images[1:], duration=[100, 50, 100, 900], loop=0)
+    result = render(source, tmp_path / "out")
+    assert (result.status, result.frames, result.reason) == ("done", 4, "")
 
 
 def test_the_cli_prints_the_warning_of_a_partial_video(tmp_path, capsys):
@@ -224,7 +250,7 @@ def test_the_cli_prints_the_warning_of_a_partial_video(tmp_path, capsys):
     source.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert main([str(source), "-o", str(tmp_path / "out"), "-q"], estimator_factory=blob_factory) == 0
     err = capsys.readouterr().err
-    assert f"WARNING {source}: partial video: decoding stopped at" in err
+    assert f"WARNING {source}: partial video: the " in err
     assert "dwpose-render: done 1, skipped 0, failed 0 (1 done with a warning)" in err
 
 

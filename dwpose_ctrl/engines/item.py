@@ -417,7 +417,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
     """Estimate, draw and encode every frame; the count and a warning (raise before publishing)."""
     pose_tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
     background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
-    count, last_seconds, resized = 0, 0.0, None
+    count, last, resized = 0, None, None
     try:
         for batch in _batches(prefetch(frames, job.video_prefetch), batch_size):
             if stop is not None and stop.is_set():
@@ -445,7 +445,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
                 background.submit(encoder.task(frame.index, frame.pts, rendered))
                 if resized is None and frame.decoded_size is not None:
                     resized = (frame.index, frame.decoded_size)
-                count, last_seconds = count + 1, frame.seconds
+                count, last = count + 1, frame
         if count == 0:
             raise ItemError("the video has no decodable frame")
         background.close()
@@ -454,7 +454,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
         background.cancel()
         encoder.abort()
         raise
-    warnings = [missing_frames(info, count, last_seconds)]
+    warnings = [missing_frames(info, count, last)]
     if resized is not None:
         (width, height), index = resized[1], resized[0]
         warnings.append(
