@@ -294,9 +294,11 @@ def _gpu_section() -> list[str]:
         "",
         "Not run here: the session that produced this file had no GPU. On a machine with CUDA run "
         "`python -m benchmarks.gpu` (writes `benchmarks/results_gpu.md`, included below when present); "
-        "it times the torch backend with fp16 and batched persons against a per-person fp32 torch-CUDA "
-        "loop (the reference's structure) and reports images/s and the fraction of the GPU's fp16 peak "
-        "that the pose model reaches.",
+        'it builds `DWposeDetector(device="cuda")` as a user would (only the CPU onnxruntime '
+        "installed, so the networks run on the torch backend), times fp32 and fp16 with batched "
+        "frames and persons against a per-person fp32 torch-CUDA loop (the reference's structure) and "
+        "reports images/s, video frames/s and the fraction of the GPU's fp16 peak that the pose model "
+        "reaches (`--device cpu --quick` is a smoke run of the same code).",
         "",
     ]
 
