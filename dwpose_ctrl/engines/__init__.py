@@ -230,7 +230,8 @@ def render_files(
     a second run into it raises :class:`~dwpose_ctrl.engines.report.EngineError` before any work,
     as does an output folder that cannot be written (``ValueError``).
     ``engine`` is ``"local"`` or ``"ray"`` (``ray_options`` go to :class:`RayEngine`); the local
-    engine estimates up to ``batch_size`` images per batched call.
+    engine estimates up to ``batch_size`` images (or frames of a video) per batched call; the Ray
+    engine runs each of its ``ray_options["batch_size"]`` item batches through one call.
     """
     job = job or JobSettings()
     storage = storage or Storage()
