@@ -394,3 +394,33 @@ def test_quiet_ray_run_prints_nothing(tmp_path):
     # that every Ray Data actor pool gives); nothing else may reach the terminal
     ours = [line for line in done.stderr.splitlines() if not re.match(r"\[[^]]* E \d+ \d+\] ", line)]
     assert ours == [] and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_actors_that_no_node_can_hold_are_refused_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(blob_image(48, 64, [(4, 4, 12, 30)])).save(folder / "a.png")
+    here = Path(__file__).resolve().parent
+    code = (
+        "import sys, ray; from dwpose_ctrl.cli import main; from render_fakes import blob_factory; "
+        "ray.init(num_cpus=1, num_gpus=0, include_dashboard=False); "
+        f"sys.exit(main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray', '-q', "
+        "'--ray-gpus-per-worker', '1'], estimator_factory=blob_factory))"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{here.parent}{os.pathsep}{here}", "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=150, cwd=tmp_path
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run waited for a GPU the cluster does not have")
+    assert done.returncode == 2
+    assert (
+        "dwpose-render: error: each actor needs 1 GPU(s) but no node of the Ray cluster has that many "
+        "(the largest has 0); lower --ray-gpus-per-worker, use --device cpu, or add nodes that have them"
+    ) in done.stderr

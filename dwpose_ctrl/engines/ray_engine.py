@@ -189,9 +189,20 @@ class RayEngine:
 
     def _map(self, rows: list[dict], stop: threading.Event, ray) -> Iterator[tuple[int, ItemResult]]:
         """Every row's result; after ``stop`` the actors finish only what they have begun."""
+        cluster = ray.cluster_resources()
         workers, gpus, factory = resolve_resources(
-            self.estimator_factory, self.workers, self.gpus_per_worker, ray.cluster_resources().get("GPU", 0)
+            self.estimator_factory, self.workers, self.gpus_per_worker, cluster.get("GPU", 0)
         )
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        for name, wanted, flag in (("GPU", gpus, "gpus"), ("CPU", self.cpus_per_worker, "cpus")):
+            largest = max((node.get(name, 0) for node in nodes), default=0)
+            if wanted > largest:
+                # Ray would wait for ever for a node that can hold one actor
+                raise EngineError(
+                    f"each actor needs {wanted:g} {name}(s) but no node of the Ray cluster has that many "
+                    f"(the largest has {largest:g}); "
+                    f"lower --ray-{flag}-per-worker, use --device cpu, or add nodes that have them"
+                )
         stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * workers)))
         mapped = dataset.map_batches(
