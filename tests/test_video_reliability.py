@@ -122,8 +122,10 @@ def test_a_killed_runs_staged_frames_folder_is_removed_by_the_next_run(tmp_path)
     stale = tmp_path / "out" / f".clip.abc{PARTIAL_SUFFIX}"
     stale.mkdir(parents=True)
     (stale / "000000.json").write_text("{}")
+    live = tmp_path / "out" / f".clip.1-0123abcd{PARTIAL_SUFFIX}"  # PID 1 is alive: a nested run's
+    live.mkdir()
     assert Storage().remove_stale_partials(str(tmp_path / "out")) == 1
-    assert not stale.exists()
+    assert not stale.exists() and live.is_dir()
 
 
 # item 10: the pixel limit applies to every frame of videos and GIFs -------------------------------
