@@ -8,8 +8,9 @@ So a file under its final name is always whole, whenever the process is killed. 
 mode a plain ``open()`` gives (``0o666`` less the umask); a replaced file keeps its mode.
 
 Only regular files are read (:meth:`Storage.open_input`): a FIFO, a device such as ``/dev/zero`` or
-a socket is refused at once instead of blocking or never ending. :func:`output_lock` keeps a second
-run out of an output folder that a run is writing.
+a socket is refused at once instead of blocking or never ending. These local rules live in
+:mod:`dwpose_ctrl.files`, which the library and the trainer use too. :func:`output_lock` keeps a
+second run out of an output folder that a run is writing.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ import contextlib
 import errno
 import os
 import posixpath
-import re
-import secrets
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,34 +27,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dwpose_ctrl.engines.report import EngineError
-
-#: Temporary files end with this suffix; a run removes stale ones left by a killed run.
-PARTIAL_SUFFIX = ".dwpose-partial"
-
-#: Opening a FIFO for reading waits for a writer unless non-blocking (POSIX; absent on Windows).
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-
-#: Characters of the final name kept in a temporary file's name (file names are limited to 255 bytes).
-_TEMPORARY_NAME_CHARS = 80
-
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
+from dwpose_ctrl.files import PARTIAL_SUFFIX as PARTIAL_SUFFIX
+from dwpose_ctrl.files import NotRegularFileError as NotRegularFileError
+from dwpose_ctrl.files import (
+    atomic_path,
+    create_temporary,
+    open_regular_file,
+    read_at_most,
+    written_by_live_process,
 )
-
-
-class NotRegularFileError(OSError):
-    """A path that is not a regular file (FIFO, device, socket): it is never read."""
-
-
-def file_kind_problem(mode: int) -> str | None:
-    """Why a file of this ``st_mode`` is not read, or None for regular files and folders."""
-    for test, kind in _FILE_KINDS:
-        if test(mode):
-            return f"not a regular file ({kind}); only regular files are read"
-    return None
+from dwpose_ctrl.files import file_kind_problem as file_kind_problem
 
 
 def make_folders(folder: str) -> None:
@@ -199,37 +179,12 @@ class Storage:
         if is_url(location):
             fs, path = self._fs_path(location)
             return fs.open(path, "rb")
-        try:
-            descriptor = os.open(location, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        except OSError as error:
-            if error.errno == errno.ENXIO:  # opening a socket
-                raise NotRegularFileError(
-                    errno.ENXIO, "not a regular file (a socket); only regular files are read", location
-                ) from error
-            raise
-        try:
-            mode = os.fstat(descriptor).st_mode
-            if stat.S_ISDIR(mode):
-                raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", location)
-            problem = file_kind_problem(mode)
-            if problem is not None:
-                raise NotRegularFileError(errno.EINVAL, problem, location)
-            if _NONBLOCK:
-                os.set_blocking(descriptor, True)
-            return os.fdopen(descriptor, "rb")
-        except BaseException:
-            os.close(descriptor)
-            raise
+        return open_regular_file(location)
 
     def read_bytes(self, location: str, limit: int | None = None) -> bytes:
         """The whole file; with ``limit``, ``ValueError`` once it holds more than ``limit`` bytes."""
         with self.open_input(location) as handle:
-            if limit is None:
-                return handle.read()
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise ValueError(f"{location!r} is larger than {limit} bytes, the most read from such a file")
-        return data
+            return handle.read() if limit is None else read_at_most(handle, limit, location)
 
     def is_file(self, location: str) -> bool:
         """True when a file (not a folder) exists at ``location``."""
@@ -300,18 +255,9 @@ class Storage:
         The temporary file is created like ``open(..., "w")`` creates files (``0o666`` less the
         umask), or with the mode of the file it replaces, so outputs never end up ``0o600``.
         """
-        folder = os.path.dirname(location) or "."
-        make_folders(folder)
-        temporary = _create_temporary(folder, os.path.basename(location))
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(temporary, stat.S_IMODE(os.stat(location).st_mode))
+        make_folders(os.path.dirname(location) or ".")
+        with atomic_path(location) as temporary:
             yield temporary
-            os.replace(temporary, location)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
 
     @contextlib.contextmanager
     def staged_output(self, location: str, suffix: str) -> Iterator[str]:
@@ -356,11 +302,11 @@ class Storage:
         folder = os.path.dirname(location) or "."
         make_folders(folder)
         name = os.path.basename(location)
-        staged = _create_temporary(folder, name, is_folder=True)
+        staged = create_temporary(folder, name, is_folder=True)
         try:
             yield staged
             if os.path.isdir(location) and not os.path.islink(location):
-                retired = _create_temporary(folder, name, is_folder=True)
+                retired = create_temporary(folder, name, is_folder=True)
                 os.replace(location, os.path.join(retired, "old"))
                 os.replace(staged, location)
                 shutil.rmtree(retired, ignore_errors=True)
@@ -382,11 +328,11 @@ class Storage:
         for folder, subfolders, files in walk_folders(root, on_error=lambda error: None):
             for name in [name for name in subfolders if name.endswith(PARTIAL_SUFFIX)]:
                 subfolders.remove(name)
-                if not _written_by_live_process(name):
+                if not written_by_live_process(name):
                     shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
                     removed += 1
             for name in files:
-                if name.endswith(PARTIAL_SUFFIX) and not _written_by_live_process(name):
+                if name.endswith(PARTIAL_SUFFIX) and not written_by_live_process(name):
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(folder, name))
                         removed += 1
@@ -406,50 +352,9 @@ class Storage:
         if not os.path.isdir(folder):
             raise ValueError(f"cannot write {what}: the folder {folder!r} does not exist")
         try:
-            os.unlink(_create_temporary(folder, "write-check"))
+            os.unlink(create_temporary(folder, "write-check"))
         except OSError as error:
             raise ValueError(f"cannot write {what}: {error.strerror or error}") from error
-
-
-_TEMPORARY_OWNER = re.compile(r"\.(\d+)-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$")
-
-
-def _written_by_live_process(name: str) -> bool:
-    """True when a temporary file's name holds the PID of another process that is still running."""
-    match = _TEMPORARY_OWNER.search(name)
-    if match is None or os.name != "posix":
-        return False
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by another user
-        return True
-    return True
-
-
-def _create_temporary(folder: str, name: str, is_folder: bool = False) -> str:
-    """Create a new empty hidden ``*.dwpose-partial`` file (or folder) in ``folder``; its path.
-
-    ``O_EXCL`` with mode ``0o666`` (``mkdir`` with ``0o777``) makes the kernel apply the umask
-    exactly as for ``open()`` (``mkdir``); the random part makes the name unique to this call.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        path = os.path.join(
-            folder, f".{name[:_TEMPORARY_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-        )
-        try:
-            if is_folder:
-                os.mkdir(path, 0o777)
-            else:
-                os.close(os.open(path, flags, 0o666))
-        except FileExistsError:
-            continue
-        return path
 
 
 @contextlib.contextmanager
