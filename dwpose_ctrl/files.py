@@ -86,6 +86,41 @@ def open_regular_file(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
+def regular_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a regular file (``"does not exist"``, ...), or None when it can.
+
+    Looks at the file's type only (``os.stat``, following links): it opens nothing, so it never
+    blocks on a FIFO. ``/dev/zero`` or a link to it is ``"is not a regular file (a character device)..."``.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be examined ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    problem = file_kind_problem(mode)
+    return None if problem is None else f"is {problem}"
+
+
+def check_regular_file(path: str | os.PathLike, what: str) -> None:
+    """Raise unless ``path`` is an existing regular file, the message naming ``what`` and ``path``.
+
+    ``FileNotFoundError`` when it is missing, ``IsADirectoryError`` for a folder,
+    :class:`NotRegularFileError` for a FIFO, a device or a socket (all ``OSError``).
+    """
+    problem = regular_file_problem(path)
+    if problem is None:
+        return
+    message = f"{what} {os.fspath(path)} {problem}"
+    if problem == "does not exist":
+        raise FileNotFoundError(message)
+    if problem.startswith("is a folder"):
+        raise IsADirectoryError(message)
+    raise NotRegularFileError(message)
+
+
 def read_at_most(handle: BinaryIO, limit: int, name: str) -> bytes:
     """Everything ``handle`` holds; ``ValueError`` naming ``name`` once it holds more than ``limit`` bytes."""
     data = handle.read(limit + 1)

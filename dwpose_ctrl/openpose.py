@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dwpose_ctrl.files import read_regular_file
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
 
 VISIBILITY_THRESHOLD = 0.3
@@ -479,7 +480,15 @@ def write_json(
         handle.write(text)
 
 
+#: Most bytes read from an OpenPose JSON file (a frame of 100 whole-body persons is about 0.5 MB).
+MAX_JSON_BYTES = 64 << 20
+
+
 def read_json(path: str | os.PathLike, visibility_threshold: float = VISIBILITY_THRESHOLD) -> OpenPoseFrame:
-    """Read an OpenPose JSON file written by :func:`write_json`, ComfyUI or the A1111 extension."""
-    with open(path, encoding="utf-8") as handle:
-        return loads_frame(handle.read(), visibility_threshold)
+    """Read an OpenPose JSON file written by :func:`write_json`, ComfyUI or the A1111 extension.
+
+    Only a regular file is read (a FIFO or a device raises
+    :class:`~dwpose_ctrl.files.NotRegularFileError` at once instead of hanging), and only up to
+    :data:`MAX_JSON_BYTES`: a larger file raises ``ValueError`` without being read whole.
+    """
+    return loads_frame(read_regular_file(path, MAX_JSON_BYTES), visibility_threshold)

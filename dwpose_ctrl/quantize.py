@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from dwpose_ctrl.engines.storage import walk_folders
+from dwpose_ctrl.files import check_regular_file
 from dwpose_ctrl.inputs import to_rgb
 from dwpose_ctrl.person_detection import detect_persons, letterbox
 from dwpose_ctrl.resize import resize_to_resolution
@@ -79,8 +80,7 @@ def quantize_model(
     if method not in ("static", "dynamic"):
         raise ValueError(f"method must be 'static' or 'dynamic', got {method!r}")
     source, destination = Path(source), Path(destination)
-    if not source.is_file():
-        raise FileNotFoundError(f"no ONNX model at {source}")
+    check_regular_file(source, "ONNX model")
     if source.resolve() == destination.resolve():
         raise ValueError("destination must differ from source (the float32 model is read while writing)")
     destination.parent.mkdir(parents=True, exist_ok=True)

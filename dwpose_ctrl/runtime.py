@@ -17,6 +17,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from dwpose_ctrl.files import check_regular_file
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -190,8 +192,7 @@ class OnnxBackend:
             options.intra_op_num_threads = self._intra_op_threads
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model file {self.path} does not exist")
+        check_regular_file(self.path, "ONNX model file")
         session_errors = (
             ort_errors.Fail,
             ort_errors.InvalidProtobuf,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dwpose_ctrl.files import regular_file_problem
+
 Role = Literal["detector", "pose"]
 HOME_ENV = "DWPOSE_CTRL_HOME"
 DWPOSE_REPO = "yzd-v/DWPose"
@@ -144,7 +146,8 @@ def resolve_model(
     entry = registered(text)
     if entry is None:
         if path.suffix or os.sep in text or "/" in text:
-            raise ModelFileError(f"{role} model file {text} does not exist; check the path")
+            problem = regular_file_problem(path) or "does not exist"
+            raise ModelFileError(f"{role} model file {text} {problem}; check the path")
         names = ", ".join(sorted(name for name, e in REGISTRY.items() if e.role == role))
         raise ModelFileError(
             f"unknown {role} model {text!r}: give a path to an .onnx file or one of: {names}"

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dwpose_ctrl import topdown
+from dwpose_ctrl.files import atomic_path
 from dwpose_ctrl.keypoints import KeypointMetadata
 from dwpose_ctrl.models import build_rtmpose
 from dwpose_ctrl.models.checkpoints import load_state_dict
@@ -373,10 +374,14 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    The temporary name is unique to the process and call (:func:`dwpose_ctrl.files.atomic_path`),
+    so two runs saving the same checkpoint never write into each other's file: the file is
+    always one whole checkpoint. It gets the mode a plain ``open()`` gives.
+    """
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def seed_everything(seed: int) -> None:

@@ -243,8 +243,9 @@ def render_files(
     sources, problems = discover(inputs, storage, exclude=[output_root])
     if not sources and not problems:
         problems = [Problem(entry, "no image or video file found") for entry in inputs]
-    items, unsafe = _unsafe_items(plan(sources, output_root, job.outputs))
-    problems = problems + unsafe
+    unplanned: list[Problem] = []
+    items, unsafe = _unsafe_items(plan(sources, output_root, job.outputs, unplanned))
+    problems = problems + unplanned + unsafe
     with output_lock(output_root):
         previous_metadata = read_metadata(output_root, storage) if job.outputs.metadata else []
         if not is_url(output_root):

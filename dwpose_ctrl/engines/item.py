@@ -20,6 +20,7 @@ import dataclasses
 import io
 import json
 import math
+import numbers
 import os
 import struct
 import threading
@@ -32,6 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dwpose_ctrl.arguments import check_positive_int, is_integer
 from dwpose_ctrl.engines.pipeline import BackgroundWorker, prefetch
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, frame_name
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
@@ -70,7 +72,10 @@ class Smoothing:
 
     def __post_init__(self) -> None:
         values = (self.min_cutoff, self.beta, self.derivative_cutoff)
-        finite = all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
+        finite = all(
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            for value in values
+        )
         if not finite or self.min_cutoff <= 0 or self.derivative_cutoff <= 0 or self.beta < 0:
             raise ValueError(
                 f"smoothing needs finite min_cutoff > 0 (--smooth-min-cutoff, got {self.min_cutoff}), "
@@ -91,12 +96,16 @@ class JobSettings:
     video_prefetch: int = 8
 
     def __post_init__(self) -> None:
-        if self.video_prefetch < 0:
-            raise ValueError(f"video_prefetch must be >= 0, got {self.video_prefetch}")
-        if self.detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
-        if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        """Checked when made: counts are integers of any integer type (numpy's too), never floats."""
+        for name, kind in (("render", RenderSettings), ("outputs", OutputOptions), ("smoothing", Smoothing)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) and not (name == "smoothing" and value is None):
+                raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
+        object.__setattr__(self, "detect_every", check_positive_int("detect_every", self.detect_every))
+        object.__setattr__(self, "max_pixels", check_positive_int("max_pixels", self.max_pixels))
+        if not is_integer(self.video_prefetch) or self.video_prefetch < 0:
+            raise ValueError(f"video_prefetch must be an integer >= 0, got {self.video_prefetch!r}")
+        object.__setattr__(self, "video_prefetch", int(self.video_prefetch))
 
 
 # images -----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dwpose_ctrl.arguments import check_flag
 from dwpose_ctrl.engines.storage import Storage, file_kind_problem, is_url, join, walk_folders
 
 IMAGE_EXTENSIONS = frozenset(
@@ -85,7 +86,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """Which outputs each item gets."""
+    """Which outputs each item gets (flags must be real bools: ``"no"`` is refused, not True)."""
 
     json: bool = False
     overlay: bool = False
@@ -94,6 +95,10 @@ class OutputOptions:
     video_codec: str = "h264"
 
     def __post_init__(self) -> None:
+        for name in ("json", "overlay", "frames", "metadata"):
+            object.__setattr__(self, name, check_flag(name, getattr(self, name)))
+        if not isinstance(self.video_codec, str):
+            raise TypeError(f"video_codec must be a str, got {self.video_codec!r}")
         if self.video_codec not in VIDEO_CODECS:
             raise ValueError(
                 f"unknown video codec {self.video_codec!r}; expected one of {sorted(VIDEO_CODECS)}"
@@ -374,10 +379,15 @@ def _colliding(claims_by_index: dict[int, list[str]], reserved: Iterable[str] = 
     return bad
 
 
-def plan(sources: list[Source], output_root: str, options: OutputOptions) -> list[WorkItem]:
+def plan(
+    sources: list[Source], output_root: str, options: OutputOptions, problems: list[Problem] | None = None
+) -> list[WorkItem]:
     """One work item per source with collision-free output names (see the module docstring).
 
     Names are compared case-insensitively so that the plan is safe on macOS and Windows disks.
+    A source that can get no free name (its outputs would land inside ``metadata.jsonl``, e.g. from
+    an input folder of that name) is appended to ``problems`` and gets no item; without a
+    ``problems`` list, ``ValueError`` is raised instead.
     """
     reserved = [METADATA_FILE] if options.metadata else []
     stems = {index: posixpath.splitext(source.relative)[0] for index, source in enumerate(sources)}
@@ -394,11 +404,15 @@ def plan(sources: list[Source], output_root: str, options: OutputOptions) -> lis
                 digest = hashlib.sha1(source.location.encode("utf-8", "surrogateescape")).hexdigest()[:8]
                 stems[index] = f"{source.relative}~{digest}"
     else:
-        raise ValueError(
-            f"could not find distinct output names for: {[sources[i].location for i in sorted(bad)]}"
-        )
+        if problems is None:
+            raise ValueError(
+                f"could not find distinct output names for: {[sources[i].location for i in sorted(bad)]}"
+            )
+        problems.extend(Problem(sources[i].location, _no_free_name(names[i])) for i in sorted(bad))
     items = []
     for index, source in enumerate(sources):
+        if index in bad:
+            continue
         relative = names[index]
         absolute = {key: join(output_root, *value.split("/")) for key, value in relative.items()}
         required = [absolute[key] for key in ("json", "overlay", "photo_copy") if key in absolute]
@@ -416,6 +430,16 @@ def plan(sources: list[Source], output_root: str, options: OutputOptions) -> lis
             )
         )
     return items
+
+
+def _no_free_name(names: dict[str, str]) -> str:
+    """Why a source got no output name (the reason of its :class:`Problem`)."""
+    if any(name.lower().startswith(METADATA_FILE + "/") for name in names.values()):
+        return (
+            f"its outputs would be written inside {METADATA_FILE}, the file --metadata writes (an input "
+            "folder of that name); rename that folder, or render without --metadata"
+        )
+    return "no output name that differs from every other output could be found; rename the file"
 
 
 def frame_name(index: int) -> str:

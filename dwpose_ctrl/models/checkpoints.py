@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from dwpose_ctrl.files import check_regular_file
 from dwpose_ctrl.models.rtmpose import RTMPOSE_SIZES, RTMPose, build_rtmpose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES, build_yolox
 
@@ -43,8 +44,7 @@ class YOLOXConfig:
 def read_weight_file(path: str | os.PathLike, allow_unsafe_pickle: bool = False) -> dict:
     """Read a ``.safetensors`` file or a torch pickle (``.pth``/``.pt``/``.ckpt``/``.bin``) on the CPU."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} does not exist")
+    check_regular_file(path, "weight file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

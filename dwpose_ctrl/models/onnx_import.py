@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dwpose_ctrl.files import check_regular_file
 from dwpose_ctrl.models.checkpoints import rtmpose_stem_channels, yolox_stem_channels
 from dwpose_ctrl.models.rtmcc_head import GatedAttentionUnit, Scale, ScaleNorm
 from dwpose_ctrl.models.rtmpose import RTMPose, build_rtmpose
@@ -94,8 +95,7 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
     from onnx import numpy_helper
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    check_regular_file(path, "ONNX file")
     graph = onnx.load(str(path)).graph
 
     def attr(node, name, default):

@@ -18,6 +18,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from dwpose_ctrl.files import atomic_path
 from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.keypoints import COCO_WHOLEBODY, KeypointMetadata
 from dwpose_ctrl.video import check_frame_size
@@ -105,6 +106,8 @@ def extract_video_frames(
     ``frame_numbers`` limits the output to those frames (decoding stops after the last one).
     Existing files are kept. Returns the number of frames written. Frames of more than
     ``max_pixels`` pixels are refused (from the stream's header before decoding, then per frame).
+    Each frame is written under a temporary name unique to this process, then renamed, so two
+    extractions of the same video never write into each other's file.
     """
     import av
     import cv2
@@ -127,11 +130,11 @@ def extract_video_frames(
             target = output_dir / f"{number:06d}.{image_format}"
             if target.exists():
                 continue
-            image = frame.to_ndarray(format="bgr24")
-            temporary = target.with_name(f".{target.name}.tmp.{image_format}")
-            if not cv2.imwrite(str(temporary), image):
-                raise OSError(f"could not write {temporary}")
-            os.replace(temporary, target)
+            encoded, data = cv2.imencode(f".{image_format}", frame.to_ndarray(format="bgr24"))
+            if not encoded:
+                raise OSError(f"could not encode frame {number} of {video_path} as {image_format}")
+            with atomic_path(target) as temporary, open(temporary, "wb") as handle:
+                handle.write(data.tobytes())
             written += 1
     return written
 
