@@ -100,7 +100,7 @@ class JobSettings:
         for name, kind in (("render", RenderSettings), ("outputs", OutputOptions), ("smoothing", Smoothing)):
             value = getattr(self, name)
             if not isinstance(value, kind) and not (name == "smoothing" and value is None):
-                raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
+                raise TypeError(f"{name} must be of type {kind.__name__}, got {value!r}")
         object.__setattr__(self, "detect_every", check_positive_int("detect_every", self.detect_every))
         object.__setattr__(self, "max_pixels", check_positive_int("max_pixels", self.max_pixels))
         if not is_integer(self.video_prefetch) or self.video_prefetch < 0:
