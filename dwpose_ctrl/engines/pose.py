@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from dwpose_ctrl.arguments import check_flag, is_integer
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.openpose import VISIBILITY_THRESHOLD, frame_to_json, persons_to_openpose
 from dwpose_ctrl.render import RenderOptions, render_map
@@ -44,13 +44,11 @@ class RenderSettings:
         get_style(self.style)  # an unknown style stops the job before any item, naming the choices
         for name in ("detect_resolution", "image_resolution"):
             value = getattr(self, name)
-            positive = isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
-            if value is not None and not positive:
+            if value is not None and not (is_integer(value) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer or None (input size), got {value!r}")
         switches = ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling")
         for name in (*switches, "draw_at_output_resolution"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, check_flag(name, getattr(self, name)))
 
     @property
     def render_options(self) -> RenderOptions:
