@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from dwpose_ctrl.engines.storage import walk_folders
-from dwpose_ctrl.files import check_regular_file
+from dwpose_ctrl.files import atomic_path, check_regular_file
 from dwpose_ctrl.inputs import to_rgb
 from dwpose_ctrl.person_detection import detect_persons, letterbox
 from dwpose_ctrl.resize import resize_to_resolution
@@ -116,7 +117,8 @@ def quantize_model(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
             )
-        partial.replace(destination)
+        with atomic_path(destination) as temporary:  # the scratch folder may be on another disk
+            shutil.copyfile(partial, temporary)
     return destination
 
 

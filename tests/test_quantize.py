@@ -65,6 +65,24 @@ def test_dynamic_quantisation_needs_no_calibration(tiny_pose, tmp_path):
     assert _run(quantized, batch)[0].shape == _run(tiny_pose, batch)[0].shape
 
 
+def test_the_model_is_published_from_a_scratch_folder_on_another_disk(tiny_pose, tmp_path, monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test folder")
+    monkeypatch.setattr(tempfile, "tempdir", "/dev/shm")  # a rename from there fails (EXDEV)
+    previous = os.umask(0o027)
+    try:
+        quantized = quantize_model(tiny_pose, tmp_path / "dyn.onnx", method="dynamic")
+    finally:
+        os.umask(previous)
+    assert onnx.load(str(quantized)).graph.input[0].name == onnx.load(str(tiny_pose)).graph.input[0].name
+    assert stat.S_IMODE(quantized.stat().st_mode) == 0o640
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dyn.onnx"]
+
+
 def test_bad_arguments_are_refused(tiny_pose, tmp_path):
     with pytest.raises(ValueError, match="calibration batches"):
         quantize_model(tiny_pose, tmp_path / "x.onnx")
