@@ -227,3 +227,25 @@ def test_an_input_folder_named_metadata_jsonl_is_one_failed_item(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()]
     assert rows == [{"file_name": "images/b.jpg", "conditioning_image_file_name": "b.png", "text": ""}]
     assert report.exit_code == 1
+
+
+# issue 13 items 3 and 7 (outputs published whole or not at all), for the converter's files ------
+def test_a_failed_export_leaves_no_half_written_model(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from dwpose_ctrl.models import build_rtmpose
+    from dwpose_ctrl.models import export as export_module
+
+    model = build_rtmpose("t", (64, 64))
+
+    def write_half(state_or_model, *args, **kwargs):  # a full disk or a kill while writing
+        Path(args[1] if len(args) > 1 else args[0]).write_bytes(b"\0" * 100)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch.onnx, "export", write_half)
+    with pytest.raises(OSError, match="disk full"):
+        export_module.export_onnx(model, tmp_path / "pose.onnx")
+    monkeypatch.setattr(safetensors.torch, "save_file", write_half)
+    with pytest.raises(OSError, match="disk full"):
+        export_module.export_safetensors(model, tmp_path / "pose.safetensors")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dwpose_ctrl.files import atomic_path
 from dwpose_ctrl.models.rtmpose import RTMPose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES
 
@@ -53,7 +54,8 @@ def export_onnx(
     The graph is traced in eval mode on a float32 CPU copy of the model with constant folding, so
     BatchNorm is fused into the convolutions as in the official exports. The batch dimension is
     dynamic (named ``batch``) unless ``dynamic_batch=False``; the spatial size is fixed at
-    ``input_size`` (default: :func:`default_input_size`). Requires ``opset >= 11``.
+    ``input_size`` (default: :func:`default_input_size`). Requires ``opset >= 11``. The file
+    appears whole or not at all (written under a temporary name, then renamed).
     """
     if opset < 11:
         raise ValueError(f"opset must be >= 11 (the runtime needs it), got {opset}")
@@ -65,23 +67,24 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     traced = copy.deepcopy(model).float().cpu().eval()
     dynamic_axes = {name: {0: "batch"} for name in (input_name, *output_names)} if dynamic_batch else None
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            traced,
-            (torch.zeros(1, 3, height, width),),
-            str(path),
-            input_names=[input_name],
-            output_names=list(output_names),
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    with torch.no_grad():
-        outputs = traced(torch.zeros(1, 3, height, width))
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    _declare_static_output_dims(path, [tuple(output.shape) for output in outputs], dynamic_batch)
+    with atomic_path(path) as temporary:  # a failed or killed export leaves no half-written model
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                traced,
+                (torch.zeros(1, 3, height, width),),
+                temporary,
+                input_names=[input_name],
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        with torch.no_grad():
+            outputs = traced(torch.zeros(1, 3, height, width))
+        shapes = [tuple(output.shape) for output in (outputs if isinstance(outputs, tuple) else (outputs,))]
+        _declare_static_output_dims(Path(temporary), shapes, dynamic_batch)
     return path
 
 
@@ -127,5 +130,6 @@ def export_safetensors(model: nn.Module, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
-    save_file(state, str(path), metadata=metadata)
+    with atomic_path(path) as temporary:
+        save_file(state, temporary, metadata=metadata)
     return path
