@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from dwpose_ctrl.files import check_regular_file
 from dwpose_ctrl.keypoints import Person
 
 # decoding ---------------------------------------------------------------------------------------
@@ -97,10 +99,13 @@ def open_video(source, max_pixels: int | None = None) -> Iterator[tuple[VideoInf
     decoded, and again for every frame (:class:`VideoError`). Frames whose size differs from the
     first frame's are scaled to it; timestamps that do not increase raise :class:`VideoError`.
     Raises ``ValueError`` when the file has no video stream; PyAV's own errors
-    (``av.FFmpegError``) describe unreadable or broken files.
+    (``av.FFmpegError``) describe unreadable or broken files. A path must name a regular file: a
+    FIFO or a device raises :class:`~dwpose_ctrl.files.NotRegularFileError` instead of blocking.
     """
     import av
 
+    if isinstance(source, (str, os.PathLike)):
+        check_regular_file(source, "video file")
     container = av.open(source, mode="r")
     try:
         if not container.streams.video:

@@ -124,6 +124,27 @@ def test_openpose_json_from_a_fifo_or_a_device_is_refused_without_blocking(tmp_p
     ]
 
 
+def test_a_video_path_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "clip.mp4")
+    os.symlink("/dev/zero", tmp_path / "zero.mp4")
+    code = f"""
+        from dwpose_ctrl.video import read_video
+        for name in ("clip.mp4", "zero.mp4"):
+            try:
+                read_video({str(tmp_path)!r} + "/" + name)
+            except OSError as error:
+                print(type(error).__name__, "|", error)
+    """
+    result = python_child(code, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"NotRegularFileError | video file {tmp_path}/clip.mp4 is not a regular file (a FIFO (named pipe)); "
+        "only regular files are read",
+        f"NotRegularFileError | video file {tmp_path}/zero.mp4 is not a regular file (a character device); "
+        "only regular files are read",
+    ]
+
+
 def test_openpose_json_larger_than_the_cap_is_refused_unread(tmp_path, monkeypatch):
     import dwpose_ctrl.openpose as openpose
 
