@@ -231,6 +231,27 @@ def test_job_counts_are_integers_of_any_integer_type(tmp_path):
         Smoothing(beta=True)
 
 
+def test_engine_counts_and_overwrite_are_checked_when_given(tmp_path):
+    from dwpose_ctrl.engines.local import LocalEngine
+
+    job = JobSettings()
+    for name, bad in (
+        ("batch_size", 2.0),
+        ("batch_size", 0),
+        ("prefetch", 1.5),
+        ("loaders", -1),
+        ("loaders", True),
+    ):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            LocalEngine(blob_factory(), job, None, **{name: bad})
+    engine = LocalEngine(
+        blob_factory(), job, None, prefetch=np.int64(2), loaders=np.int32(1), batch_size=np.uint8(3)
+    )
+    assert (engine.prefetch, engine.loaders, engine.batch_size) == (2, 1, 3)
+    with pytest.raises(TypeError, match=r"^overwrite must be True or False, got 'no' \(str\)$"):
+        render_files([str(tmp_path)], str(tmp_path / "out"), blob_factory, job, overwrite="no")
+
+
 # issue 13 items 5 and 11 (a name clash ends the whole run), for the metadata file ---------------
 def test_an_input_folder_named_metadata_jsonl_is_one_failed_item(tmp_path):
     image = blob_image(96, 128, [(10, 10, 30, 60)])

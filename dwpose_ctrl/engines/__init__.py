@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from dwpose_ctrl.arguments import check_flag
 from dwpose_ctrl.engines.item import JobSettings, Smoothing, process_item
 from dwpose_ctrl.engines.local import LocalEngine, ResultCallback
 from dwpose_ctrl.engines.plan import (
@@ -235,6 +236,7 @@ def render_files(
     """
     job = job or JobSettings()
     storage = storage or Storage()
+    overwrite = check_flag("overwrite", overwrite)
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if not is_url(output_root) and os.path.exists(output_root) and not os.path.isdir(output_root):

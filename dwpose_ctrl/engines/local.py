@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from dwpose_ctrl.arguments import check_positive_int, is_integer
 from dwpose_ctrl.engines.item import (
     JobSettings,
     LoadedImage,
@@ -75,8 +76,13 @@ class LocalEngine:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        """Counts are integers of any integer type (numpy's too), never floats or bools."""
+        self.batch_size = check_positive_int("batch_size", self.batch_size)
+        for name in ("prefetch", "loaders"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            setattr(self, name, int(value))
 
     def run(
         self,
