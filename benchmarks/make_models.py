@@ -65,13 +65,11 @@ def ensure_model(model: RandomModel, cache: Path = CACHE, log=print) -> Path:
     from dwpose_ctrl.models.export import export_onnx
 
     log(f"exporting {model.filename} (random weights, seed {SEED})")
-    partial = path.with_suffix(".partial.onnx")
     # The detector keeps a fixed batch of 1 like the official yolox_l.onnx (its dynamic-batch export
     # also loses the static anchor and class dimensions of the output, which the pipeline checks).
+    # export_onnx writes under a name unique to this process, so two benchmarks may fill one cache.
     dynamic_batch = model.family == "rtmpose"
-    export_onnx(build_random(model), partial, input_size=model.input_size, dynamic_batch=dynamic_batch)
-    partial.replace(path)
-    return path
+    return export_onnx(build_random(model), path, input_size=model.input_size, dynamic_batch=dynamic_batch)
 
 
 def ensure_models(models=ALL_MODELS, cache: Path = CACHE, log=print) -> dict[RandomModel, Path]:

@@ -291,3 +291,25 @@ def test_a_failed_export_leaves_no_half_written_model(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_module.export_safetensors(model, tmp_path / "pose.safetensors")
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_two_benchmarks_filling_one_model_cache_do_not_clobber_each_other(tmp_path, monkeypatch):
+    import benchmarks.make_models as make_models
+    from benchmarks.make_models import RTMPOSE_S_256, ensure_model
+    from dwpose_ctrl.models import build_rtmpose
+    from dwpose_ctrl.models import export as export_module
+
+    monkeypatch.setattr(make_models, "build_random", lambda model: build_rtmpose("t", model.input_size))
+
+    def export(model, args, path, **kwargs):  # the bytes do not matter here, only who writes where
+        Path(path).write_bytes(b"an exported model")
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    monkeypatch.setattr(export_module, "_declare_static_output_dims", lambda *args: None)
+    renamed = second_writer_before_the_rename(
+        monkeypatch, lambda: ensure_model(RTMPOSE_S_256, tmp_path, log=str)
+    )
+    path = ensure_model(RTMPOSE_S_256, tmp_path, log=str)  # a fixed ".partial.onnx": FileNotFoundError
+    assert len(renamed) == 2 and renamed[0] != renamed[1]
+    assert path.read_bytes() == b"an exported model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
