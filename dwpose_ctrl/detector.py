@@ -30,7 +30,7 @@ from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
-from dwpose_ctrl.weights import download, find_registered, resolve_model, verify_file
+from dwpose_ctrl.weights import check_pose_geometry, download, find_registered, resolve_model, verify_file
 
 Mode = Literal["default", "reference"]
 MODES = ("default", "reference")
@@ -239,6 +239,13 @@ class DWposeDetector:
                 f"{self.pose_model_path}: simcc_x has shape {simcc_x.shape}; a whole-body model gives "
                 f"(N, {NUM_KEYPOINTS}, bins)"
             )
+        # models declaring symbolic output sizes are only checked once their outputs are known
+        check_pose_geometry(
+            self.pose_model_path.name,
+            backend.input_size,
+            (simcc_x.shape[1], simcc_y.shape[1]),
+            (simcc_x.shape[2], simcc_y.shape[2]),
+        )
         return simcc_x, simcc_y
 
     def _pose_images(

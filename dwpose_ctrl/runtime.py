@@ -190,13 +190,18 @@ class OnnxBackend:
             options.intra_op_num_threads = self._intra_op_threads
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+        from dwpose_ctrl.weights import check_readable
+
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model file {self.path} does not exist")
+        check_readable(self.path, "ONNX model file")
         session_errors = (
             ort_errors.Fail,
+            ort_errors.InvalidArgument,
             ort_errors.InvalidProtobuf,
             ort_errors.InvalidGraph,
             ort_errors.NoSuchFile,
+            ort_errors.NotImplemented,
         )
         try:
             session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)

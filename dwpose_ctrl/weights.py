@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -88,8 +89,38 @@ def sha256_of(path: Path) -> str:
     return _verified_files[key]
 
 
+def check_readable(path: str | os.PathLike, what: str = "model file") -> Path:
+    """Refuse a file that this process may not read, or that is empty, with the fix in the message.
+
+    An unreadable file is reported as such (not as corrupt), an empty one as an interrupted
+    download or copy. Returns the path.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            first_byte = handle.read(1)
+    except FileNotFoundError as error:
+        raise ModelFileError(f"{what} {path} does not exist; check the path") from error
+    except PermissionError as error:
+        raise ModelFileError(
+            f"{what} {path} cannot be read: permission denied; give this user read access "
+            f"(chmod a+r {path}) or pass a copy it may read"
+        ) from error
+    except IsADirectoryError as error:
+        raise ModelFileError(f"{what} {path} is a folder, not a file; pass the file inside it") from error
+    except OSError as error:
+        raise ModelFileError(f"{what} {path} cannot be read: {error.strerror or error}") from error
+    if not first_byte:
+        raise ModelFileError(
+            f"{what} {path} is empty (0 bytes), as an interrupted download or copy leaves it; "
+            "download or copy it again, or pass another file"
+        )
+    return path
+
+
 def verify_file(path: Path, entry: ModelFile) -> Path:
     """Check a file's size and sha256 against its registry entry; raise a clear error if they differ."""
+    check_readable(path)
     fix = (
         f"delete it and download it again (huggingface-cli download {entry.repo_id} {entry.filename}), "
         f"or pass a path to a good copy"
@@ -138,12 +169,19 @@ def resolve_model(
         raise TypeError(f"{role} model must be a path or a registered name, got {type(model).__name__}")
     text = os.fspath(model)
     path = Path(text)
-    if path.is_file():
-        entry = registered(path.name)
-        return path if entry is None else _verify_if_same_size(path, entry)
     entry = registered(text)
+    if path.is_file() and (entry is None or _written_as_path(model)):
+        entry = registered(path.name)
+        return check_readable(path) if entry is None else _verify_if_same_size(path, entry)
+    if entry is not None and path.is_file():
+        warnings.warn(
+            f"{text!r} names the registered {entry.role} model {entry.name}, which is used; the file "
+            f"{text!r} in the current folder is not (write ./{text} to use the file)",
+            UserWarning,
+            stacklevel=2,
+        )
     if entry is None:
-        if path.suffix or os.sep in text or "/" in text:
+        if _written_as_path(model):
             raise ModelFileError(f"{role} model file {text} does not exist; check the path")
         names = ", ".join(sorted(name for name, e in REGISTRY.items() if e.role == role))
         raise ModelFileError(
@@ -159,6 +197,18 @@ def resolve_model(
     return verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
 
 
+def _written_as_path(model: str | os.PathLike) -> bool:
+    """Whether a model argument is unambiguously a path rather than a registered name.
+
+    A ``pathlib.Path`` (or other ``os.PathLike``), or a string holding a folder separator or a
+    file suffix (``./yolox_l``, ``models/yolox_l``, ``yolox_l.onnx``), is a path; a bare name such as
+    ``yolox_l`` always means the registry entry, even when a file of that name is in the current folder.
+    """
+    if not isinstance(model, str):
+        return True
+    return os.sep in model or "/" in model or bool(Path(model).suffix)
+
+
 def _verify_if_same_size(path: Path, entry: ModelFile) -> Path:
     """A user path named like a registered file: verify it, unless it is clearly another model.
 
@@ -166,7 +216,7 @@ def _verify_if_same_size(path: Path, entry: ModelFile) -> Path:
     a file of the registered size must also have the registered hash, else it is corrupt.
     """
     if entry.size is not None and path.stat().st_size != entry.size:
-        return path
+        return check_readable(path)
     return verify_file(path, entry)
 
 
@@ -202,4 +252,57 @@ def check_signature(
                 "(expected 1 input N x 3 x H x W and "
                 f"2 outputs simcc_x N x K x 2W, simcc_y N x K x 2H; {found}). Pass a DWPose ONNX file as "
                 "pose_model (is it the detector given as pose_model?)"
+            )
+        (_, x_shape), (_, y_shape) = outputs
+        check_pose_geometry(
+            name, (inputs[0][1][2], inputs[0][1][3]), (x_shape[1], y_shape[1]), (x_shape[2], y_shape[2])
+        )
+
+
+MIN_POSE_INPUT_SIDE = 8
+MAX_POSE_INPUT_SIDE = 2048
+"""Pose model input sides accepted, in pixels (the published models take 256x192 and 384x288; one
+2048x2048 crop is already 48 MiB of float32 per person)."""
+
+
+def check_pose_input_size(name: str, input_size: tuple) -> None:
+    """Refuse a pose model input (height, width) outside the accepted sides (symbolic: unchecked)."""
+    for side, value in zip(("height", "width"), input_size, strict=True):
+        if isinstance(value, int) and not MIN_POSE_INPUT_SIDE <= value <= MAX_POSE_INPUT_SIDE:
+            raise ModelFileError(
+                f"{name}: the pose model's input {side} is {value} pixels; a pose model takes "
+                f"{MIN_POSE_INPUT_SIDE} to {MAX_POSE_INPUT_SIDE} pixels a side (DWPose: 384x288). "
+                "Re-export it with a usable input size"
+            )
+
+
+def check_pose_geometry(name: str, input_size: tuple, keypoints: tuple, bins: tuple) -> None:
+    """Refuse a SimCC pose model the pipeline cannot run, naming what is wrong.
+
+    ``input_size`` is (height, width), ``keypoints`` the keypoint counts of simcc_x and simcc_y,
+    ``bins`` their bin counts; symbolic dimensions (str or None) are not checked. The model must
+    take an input between :data:`MIN_POSE_INPUT_SIDE` and :data:`MAX_POSE_INPUT_SIDE` pixels a
+    side, give the 133 COCO-WholeBody keypoints, and give ``2 x`` width and ``2 x`` height bins
+    (SimCC split ratio 2, which the decoder assumes).
+    """
+    from dwpose_ctrl.codec import SIMCC_SPLIT_RATIO
+    from dwpose_ctrl.keypoints import NUM_KEYPOINTS
+
+    height, width = input_size
+    check_pose_input_size(name, input_size)
+    for label, count in zip(("simcc_x", "simcc_y"), keypoints, strict=True):
+        if isinstance(count, int) and count != NUM_KEYPOINTS:
+            raise ModelFileError(
+                f"{name}: {label} gives {count} keypoints, but the pipeline draws the "
+                f"{NUM_KEYPOINTS} COCO-WholeBody keypoints; pass a whole-body (DWPose / RTMW) model"
+            )
+    for label, side, value, count in (
+        ("simcc_x", "width", width, bins[0]),
+        ("simcc_y", "height", height, bins[1]),
+    ):
+        if isinstance(value, int) and isinstance(count, int) and count != round(value * SIMCC_SPLIT_RATIO):
+            raise ModelFileError(
+                f"{name}: {label} has {count} bins but the input {side} is {value} pixels; SimCC models "
+                f"give {SIMCC_SPLIT_RATIO:g} bins per pixel ({round(value * SIMCC_SPLIT_RATIO)}), so the "
+                "keypoints would land in the wrong place. The model's outputs do not match its input"
             )
