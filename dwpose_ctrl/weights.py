@@ -171,7 +171,7 @@ def resolve_model(
     path = Path(text)
     entry = registered(text)
     if path.is_file() and (entry is None or _written_as_path(model)):
-        entry = registered(path.name)
+        entry = next((e for e in REGISTRY.values() if e.filename == path.name), None)
         return check_readable(path) if entry is None else _verify_if_same_size(path, entry)
     if entry is not None and path.is_file():
         warnings.warn(
