@@ -37,7 +37,7 @@ from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, fram
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
 from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url
-from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
+from dwpose_ctrl.inputs import MAX_PIXELS, allow_in_pillow, check_image_size, to_rgb
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.video import (
     BoxTracker,
@@ -97,6 +97,8 @@ class JobSettings:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if self.render.max_pixels != self.max_pixels:  # one limit for inputs, resizes and maps
+            object.__setattr__(self, "render", dataclasses.replace(self.render, max_pixels=self.max_pixels))
 
 
 # images -----------------------------------------------------------------------------------------
@@ -128,14 +130,15 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image file bytes to RGB uint8 with EXIF orientation applied; :class:`ItemError` if bad."""
     if not data:
         raise ItemError("empty file (0 bytes)")
+    allow_in_pillow(max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
             _check_pixels(width, height, max_pixels)
-            check_image_size(height, width, "image")
+            check_image_size(height, width, "image", max_pixels)
             image = ImageOps.exif_transpose(opened)
             image.load()
-            return to_rgb(image)
+            return to_rgb(image, max_pixels)
     except Image.DecompressionBombError as error:
         raise ItemError(f"decompression bomb: {error}") from error
     except UnidentifiedImageError as error:
@@ -371,7 +374,7 @@ def render_video(
     source = _open_video_source(item.source.location, storage)
     try:
         with open_video(source, job.max_pixels) as (info, frames), contextlib.ExitStack() as staged:
-            check_image_size(info.height, info.width, "video frame")
+            check_image_size(info.height, info.width, "video frame", job.max_pixels)
             out_height, out_width = job.render.output_size(info.height, info.width)
             finals = [item.final] if item.overlay is None else [item.final, item.overlay]
             writers = [
