@@ -10,7 +10,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,11 @@ class DataConfig:
     val_batch_size: int = 64
     num_workers: int = 4
 
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.val_batch_size >= 1, f"data.val_batch_size must be >= 1, got {self.val_batch_size}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -88,6 +96,18 @@ class OptimConfig:
     base_batch_size: int = 512
     scale_lr: bool = True
     clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(_positive(self.lr), f"optim.lr must be a positive number, got {self.lr!r}")
+        _require(
+            _finite(self.weight_decay) and self.weight_decay >= 0,
+            f"optim.weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        _require(self.base_batch_size >= 1, f"optim.base_batch_size must be >= 1, got {self.base_batch_size}")
+        _require(
+            self.clip_grad_norm is None or _positive(self.clip_grad_norm),
+            f"optim.clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _finite(value) and value > 0
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (a config field out of its range)."""
+    if not condition:
+        raise ValueError(message)
 
 
 def keypoint_layout(name: str) -> KeypointMetadata:
@@ -215,6 +249,53 @@ def _coerce(value: Any, current: Any) -> Any:
     return value
 
 
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit the type annotation ``hint`` (None when it fits)."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        reasons = [_type_problem(value, option) for option in arguments]
+        return None if any(reason is None for reason in reasons) else f"expected {_type_name(hint)}"
+    if hint is type(None):
+        return None if value is None else "expected None"
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return f"expected a tuple {_type_name(hint)}"
+        items = arguments[:1] * len(value) if len(arguments) == 2 and arguments[1] is Ellipsis else arguments
+        if len(items) != len(value):
+            return f"expected {len(items)} values {_type_name(hint)}, got {len(value)}"
+        reasons = [_type_problem(item, item_hint) for item, item_hint in zip(value, items, strict=True)]
+        return next((reason for reason in reasons if reason), None)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if isinstance(hint, type):
+        return None if isinstance(value, hint) else f"expected {_type_name(hint)}"
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _check_field_type(node: Any, name: str, value: Any, override: str) -> None:
+    try:
+        hint = typing.get_type_hints(type(node))[name]
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: not checked
+        return
+    problem = _type_problem(value, hint)
+    if problem:
+        raise ValueError(
+            f"override {override!r}: {type(node).__name__}.{name} is {_type_name(hint)}; {problem}, "
+            f"got {value!r} (values are Python literals: numbers as 1e-3, text in quotes as 'text')"
+        )
+
+
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
     """``config`` with ``a.b.c=literal`` assignments applied (dataclasses replaced, not mutated)."""
     for override in overrides:
@@ -240,5 +321,10 @@ def _set_path(node: Any, path: list[str], value: Any, override: str) -> Any:
         )
     current = getattr(node, head)
     if len(path) == 1:
-        return replace(node, **{head: _coerce(value, current)})
+        value = _coerce(value, current)
+        _check_field_type(node, head, value, override)
+        try:
+            return replace(node, **{head: value})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"override {override!r}: {error}") from error
     return replace(node, **{head: _set_path(current, path[1:], value, override)})

@@ -409,6 +409,7 @@ def run_stage(
     device: str | None = None,
     resume: bool = True,
     progress: bool = True,
+    skip_bad_samples: bool = False,
 ) -> TrainSummary:
     """Train one distillation stage with the training engine (``train`` loop, checkpoints, logs).
 
@@ -425,4 +426,5 @@ def run_stage(
         device=device,
         resume=resume,
         progress=progress,
+        skip_bad_samples=skip_bad_samples,
     )

@@ -72,11 +72,11 @@ def read_weight_file(path: str | os.PathLike, allow_unsafe_pickle: bool = False)
                 f"`python -m dwpose_ctrl.convert {path} --out DIR --allow-unsafe-pickle` and use the "
                 ".safetensors/.onnx it writes (in Python: allow_unsafe_pickle=True)."
             ) from error
-    except (RuntimeError, EOFError, ValueError) as error:  # a truncated zip or pickle stream
+    except (RuntimeError, EOFError, ValueError, OSError) as error:  # a truncated zip or pickle stream
         raise _corrupt(path, "PyTorch checkpoint", error) from error
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
         raise _corrupt(path, "PyTorch checkpoint", error) from error
 
 

@@ -77,6 +77,8 @@ def parse_annotation(
             raise ValueError(
                 f"annotation {annotation.get('id')} has no {field!r} (COCO-WholeBody format expected)"
             )
+        if not isinstance(annotation[field], list):
+            raise ValueError(f"{field!r} must be a list of x, y, v numbers, got {annotation[field]!r}")
         values.extend(annotation[field])
     triplets = np.asarray(values, dtype=np.float32).reshape(-1, 3)
     if len(triplets) != metadata.num_keypoints:
@@ -84,7 +86,14 @@ def parse_annotation(
             f"annotation {annotation.get('id')} has {len(triplets)} keypoints, layout "
             f"{metadata.name!r} expects {metadata.num_keypoints}"
         )
-    x, y, w, h = annotation["bbox"]
+    bbox = annotation["bbox"]
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    ):
+        raise ValueError(f"'bbox' must be 4 numbers [x, y, width, height], got {bbox!r}")
+    x, y, w, h = bbox
     image_width, image_height = image["width"], image["height"]
     box = np.array(
         [
@@ -110,14 +119,57 @@ def parse_annotation(
 
 
 def load_annotation_file(path: str | os.PathLike) -> dict:
+    """A COCO-style annotation file; a ``ValueError`` naming the file when it is not JSON or not COCO."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
-    with open(path) as handle:
-        data = json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"annotation file {path} is not valid JSON ({error.msg}: line {error.lineno} column "
+            f"{error.colno}); it is truncated or garbled"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"annotation file {path} is not UTF-8 text JSON ({error.reason})") from error
     if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
         raise ValueError(f"{path} is not a COCO-style annotation file (needs 'images' and 'annotations')")
+    for key in ("images", "annotations"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
     return data
+
+
+def _field_problem(error: Exception) -> str:
+    """A short reason for a malformed annotation or image entry."""
+    if isinstance(error, KeyError):
+        return f"has no {error.args[0]!r} field"
+    return f"is malformed ({error})"
+
+
+def _image_table(data: dict, path: Path, problems: list) -> dict:
+    """Image id -> image entry; entries without an int id, a file name and a size become problems."""
+    from training.data.checks import SampleProblem
+
+    images = {}
+    for index, image in enumerate(data["images"]):
+        try:
+            if not isinstance(image, dict):
+                raise TypeError(f"an image entry must be an object, got {type(image).__name__}")
+            for key, kinds in (
+                ("id", int),
+                ("file_name", str),
+                ("width", (int, float)),
+                ("height", (int, float)),
+            ):
+                if not isinstance(image[key], kinds) or isinstance(image[key], bool):
+                    raise TypeError(f"{key!r} is {image[key]!r}")
+        except (KeyError, TypeError) as error:
+            problems.append(SampleProblem(f"{path}: image entry {index}", _field_problem(error)))
+            continue
+        images[image["id"]] = image
+    return images
 
 
 def load_coco_wholebody(
@@ -126,19 +178,30 @@ def load_coco_wholebody(
     metadata: KeypointMetadata = COCO_WHOLEBODY,
     filter_instances: bool = True,
     sample_interval: int = 1,
+    problems: list | None = None,
 ) -> list[PersonInstance]:
     """Every person of a COCO-WholeBody annotation file, in image-id then annotation order.
 
     ``filter_instances`` applies the SPEC 9 filters (crowd, no body keypoints, degenerate box);
     ``sample_interval`` keeps only images whose id is a multiple of it (UBody uses 10).
+    Malformed image or annotation entries raise one :class:`~training.data.checks.DatasetError`
+    naming all of them, or, when a ``problems`` list is given, are appended to it and left out.
     """
+    from training.data.checks import DatasetError, SampleProblem
+
     if sample_interval < 1:
         raise ValueError(f"sample_interval must be >= 1, got {sample_interval}")
-    data = load_annotation_file(annotation_file)
+    path = Path(annotation_file)
+    data = load_annotation_file(path)
     image_root = Path(image_root)
-    images = {image["id"]: image for image in data["images"]}
+    found: list[SampleProblem] = []
+    images = _image_table(data, path, found)
     by_image: dict[int, list[dict]] = {}
-    for annotation in data["annotations"]:
+    for index, annotation in enumerate(data["annotations"]):
+        if not isinstance(annotation, dict) or not isinstance(annotation.get("image_id"), int):
+            problem = "is not an object with an int 'image_id'"
+            found.append(SampleProblem(f"{path}: annotation entry {index}", problem))
+            continue
         if annotation.get("category_id", 1) != 1:
             continue
         by_image.setdefault(annotation["image_id"], []).append(annotation)
@@ -147,9 +210,18 @@ def load_coco_wholebody(
         if image_id % sample_interval:
             continue
         for annotation in by_image.get(image_id, []):
-            instance = parse_annotation(annotation, images[image_id], image_root, metadata)
+            try:
+                instance = parse_annotation(annotation, images[image_id], image_root, metadata)
+            except (KeyError, TypeError, ValueError) as error:
+                where = f"{path}: annotation {annotation.get('id')!r} (image {image_id})"
+                found.append(SampleProblem(where, _field_problem(error)))
+                continue
             if not filter_instances or is_valid_instance(instance):
                 instances.append(instance)
+    if found and problems is None:
+        raise DatasetError(found, str(path))
+    if problems is not None:
+        problems.extend(found)
     return instances
 
 

@@ -56,12 +56,16 @@ def load_ubody(
     metadata: KeypointMetadata = COCO_WHOLEBODY,
     sample_interval: int = UBODY_SAMPLE_INTERVAL,
     filter_instances: bool = True,
+    problems: list | None = None,
 ) -> list[PersonInstance]:
-    """Persons of every UBody scene of ``split``, frames sampled 1 in ``sample_interval`` by image id."""
+    """Persons of every UBody scene of ``split``, frames sampled 1 in ``sample_interval`` by image id.
+
+    ``problems``: see :func:`~training.data.instances.load_coco_wholebody`.
+    """
     instances: list[PersonInstance] = []
     for annotation_file in scene_annotation_files(root, split, scenes):
         instances += load_coco_wholebody(
-            annotation_file, Path(root) / "images", metadata, filter_instances, sample_interval
+            annotation_file, Path(root) / "images", metadata, filter_instances, sample_interval, problems
         )
     return instances
 
