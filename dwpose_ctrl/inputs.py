@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dwpose_ctrl.heif import HEIF_EXTENSIONS, HEIF_MISSING, enable_heif
+
 MAX_PIXELS = 128 * 1024 * 1024
 """Largest accepted image (and largest resize target): 134,217,728 pixels (128 MiP)."""
 
@@ -171,6 +173,8 @@ def _path_to_rgb(path: str | os.PathLike) -> np.ndarray:
     if not file.is_file():
         raise FileNotFoundError(f"image file {text!r} does not exist (or is not a file)")
     allow_in_pillow(pixel_limit())
+    if file.suffix.lower() in HEIF_EXTENSIONS and not enable_heif():
+        raise ValueError(f"cannot read {text!r}: {HEIF_MISSING}")
     try:
         with Image.open(file) as opened:
             width, height = opened.size
@@ -179,6 +183,10 @@ def _path_to_rgb(path: str | os.PathLike) -> np.ndarray:
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read {text!r} as an image: {error}") from error
+    except PermissionError:
+        raise
+    except (OSError, SyntaxError) as error:  # a truncated or corrupt file; PIL's message lacks the name
+        raise ValueError(f"cannot read {text!r}: the image is truncated or corrupt ({error})") from error
     return _pil_to_rgb(image)
 
 

@@ -17,6 +17,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from dwpose_ctrl.arguments import is_integer
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -138,10 +140,10 @@ class OnnxBackend:
         max_batch: int | Literal["auto"] | None = "auto",
         io_binding: bool | Literal["auto"] = "auto",
     ):
-        if max_batch not in ("auto", None) and (
-            isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
-        ):
-            raise ValueError(f"max_batch must be a positive int, 'auto' or None, got {max_batch!r}")
+        if max_batch not in ("auto", None):
+            if not is_integer(max_batch) or max_batch < 1:
+                raise ValueError(f"max_batch must be a positive int, 'auto' or None, got {max_batch!r}")
+            max_batch = int(max_batch)
         if io_binding not in ("auto", True, False):
             raise ValueError(f"io_binding must be True, False or 'auto', got {io_binding!r}")
         self._max_batch = max_batch

@@ -78,3 +78,99 @@ def test_decode_image_opens_what_pillow_alone_would_refuse(tmp_path, small_limit
     data = (_photo(tmp_path / "a.png")).read_bytes()
     assert decode_image(data, max_pixels=40_000).shape == (200, 200, 3)
     assert Image.MAX_IMAGE_PIXELS == 40_000  # raised to the limit asked for, never lowered
+
+
+# --- item 18: odd files and odd argument types ---
+
+
+def test_a_truncated_jpeg_path_names_the_file(tmp_path):
+    photo = tmp_path / "cut.jpg"
+    Image.fromarray(blob_image(120, 160, [(10, 10, 40, 60)])).save(photo, quality=95)
+    photo.write_bytes(photo.read_bytes()[:600])
+    with pytest.raises(ValueError, match=r"cannot read '.*cut\.jpg': the image is truncated or corrupt"):
+        inputs.to_rgb(photo)
+    with pytest.raises(ValueError, match=r"cut\.jpg"):
+        inputs.to_rgb(str(photo))
+
+
+@pytest.fixture()
+def tiny_detector(tmp_path):
+    from onnx_graphs import constant_yolox, peak_pose, simcc_peaks, yolox_raw
+
+    from dwpose_ctrl import DWposeDetector
+
+    det = constant_yolox(tmp_path / "det.onnx", yolox_raw({}, (64, 64)), (64, 64))
+    pose = peak_pose(tmp_path / "pose.onnx", *simcc_peaks(np.zeros(133, int), np.zeros(133, int), (64, 48)))
+    return lambda **options: DWposeDetector(det_model=det, pose_model=pose, mode="reference", **options)
+
+
+@pytest.mark.parametrize("name", ["include_body", "include_hand", "include_face", "include_foot", "overlay"])
+def test_flags_must_be_booleans(tiny_detector, name):
+    detector = tiny_detector()
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(TypeError, match=rf"{name} must be True or False, got 'no' \(str\)"):
+        detector(image, **{name: "no"})
+    assert detector(image, output_type="np", **{name: np.bool_(False)}).shape == (512, 512, 3)
+
+
+def test_numpy_integers_are_integers(tiny_detector):
+    assert tiny_detector(max_persons=np.int64(2)).max_persons == 2
+    for bad in (0, 2.0, True, "2"):
+        with pytest.raises(ValueError, match="max_persons must be a positive integer"):
+            tiny_detector(max_persons=bad)
+    from dwpose_ctrl.models.rtmpose import build_rtmpose
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    assert OnnxBackend("x.onnx", max_batch=np.int32(3))._max_batch == 3
+    assert build_rtmpose("t", (np.int64(64), np.int64(64)), np.int64(17)).num_keypoints == 17
+
+
+def _heic(path, color=(200, 30, 30), size=(96, 64)):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    Image.new("RGB", size, color).save(path, format="HEIF", quality=-1)
+    return path
+
+
+def test_heic_photos_are_read_through_pillow_heif(tmp_path):
+    photo = _heic(tmp_path / "phone.HEIC")
+    rgb = inputs.to_rgb(photo)
+    assert rgb.shape == (64, 96, 3) and tuple(rgb[10, 10]) == (200, 30, 30)
+    out = tmp_path / "out"
+    assert (
+        main([str(tmp_path), "-o", str(out), "-q", "--report", str(tmp_path / "r.json")], blob_factory) == 0
+    )
+    assert Image.open(out / "phone.png").size == (768, 512)
+
+
+def test_heic_without_the_plugin_is_listed_with_the_reason(tmp_path, monkeypatch):
+    import dwpose_ctrl.heif as heif
+
+    (tmp_path / "in").mkdir()
+    photo = _heic(tmp_path / "in" / "phone.heic")
+    Image.fromarray(blob_image(64, 96, [(10, 10, 20, 40)])).save(tmp_path / "in" / "plain.png")
+    monkeypatch.setattr(heif, "_enabled", False)
+    report = tmp_path / "r.json"
+    assert (
+        main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--report", str(report)], blob_factory)
+        == 1
+    )
+    items = {item["location"]: item for item in json.loads(report.read_text())["items"]}
+    assert items[str(photo)]["status"] == "failed"
+    assert "needs the pillow-heif plugin" in items[str(photo)]["reason"]
+    assert "pip install 'dwpose-ctrl[heif]'" in items[str(photo)]["reason"]
+    assert items[str(tmp_path / "in" / "plain.png")]["status"] == "done"
+    with pytest.raises(ValueError, match="needs the pillow-heif plugin"):
+        inputs.to_rgb(photo)
+
+
+def test_deeply_nested_json_is_a_value_error(tmp_path):
+    from dwpose_ctrl.openpose import loads_frame
+    from training.data.instances import read_json_file
+
+    nested = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads_frame(nested)
+    (tmp_path / "deep.json").write_text(nested)
+    with pytest.raises(ValueError, match=r"deep\.json is nested too deeply"):
+        read_json_file(tmp_path / "deep.json")

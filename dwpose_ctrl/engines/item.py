@@ -37,6 +37,7 @@ from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, fram
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
 from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url
+from dwpose_ctrl.heif import HEIF_MISSING, enable_heif, looks_like_heif
 from dwpose_ctrl.inputs import MAX_PIXELS, allow_in_pillow, check_image_size, to_rgb
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.video import (
@@ -126,11 +127,19 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+def _prepare_pillow(head: bytes, max_pixels: int) -> None:
+    """Before Pillow parses a file: let it open images up to our limit (ours decides), and
+    register the HEIF plugin for a HEIF file (:class:`ItemError` when it is not installed)."""
+    allow_in_pillow(max_pixels)
+    if looks_like_heif(head) and not enable_heif():
+        raise ItemError(HEIF_MISSING)
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image file bytes to RGB uint8 with EXIF orientation applied; :class:`ItemError` if bad."""
     if not data:
         raise ItemError("empty file (0 bytes)")
-    allow_in_pillow(max_pixels)
+    _prepare_pillow(data, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
@@ -157,6 +166,8 @@ def read_image_file(handle: BinaryIO, max_pixels: int = MAX_PIXELS) -> bytes:
     size = handle.seek(0, io.SEEK_END)
     if size == 0:
         raise ItemError("empty file (0 bytes)")
+    handle.seek(0)
+    _prepare_pillow(handle.read(16), max_pixels)
     handle.seek(0)
     try:
         with Image.open(handle) as opened:

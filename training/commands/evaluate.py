@@ -87,12 +87,17 @@ def _predict(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dwpose_ctrl.keypoints import COCO_WHOLEBODY
+    from training.data.instances import read_json_file
     from training.evaluate import evaluate_results, write_results
 
     if args.predictions is not None:
         if args.gt is None:
             raise SystemExit("--predictions needs --gt (the ground-truth annotation file)")
-        gt_file, results, metadata = args.gt, json.loads(args.predictions.read_text()), COCO_WHOLEBODY
+        gt_file, results, metadata = (
+            args.gt,
+            read_json_file(args.predictions, "predictions file"),
+            COCO_WHOLEBODY,
+        )
     elif args.config is not None and args.checkpoint is not None:
         gt_file, results, metadata = _predict(args)
         if args.gt is not None:

@@ -118,21 +118,30 @@ def parse_annotation(
     )
 
 
-def load_annotation_file(path: str | os.PathLike) -> dict:
-    """A COCO-style annotation file; a ``ValueError`` naming the file when it is not JSON or not COCO."""
+def read_json_file(path: str | os.PathLike, what: str = "JSON file"):
+    """The content of a JSON file; a one-line ``ValueError`` naming the file when it is not JSON
+    (garbled, truncated, not UTF-8, or nested too deeply to parse)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            return json.load(handle)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"annotation file {path} is not valid JSON ({error.msg}: line {error.lineno} column "
+            f"{what} {path} is not valid JSON ({error.msg}: line {error.lineno} column "
             f"{error.colno}); it is truncated or garbled"
         ) from error
     except UnicodeDecodeError as error:
-        raise ValueError(f"annotation file {path} is not UTF-8 text JSON ({error.reason})") from error
+        raise ValueError(f"{what} {path} is not UTF-8 text JSON ({error.reason})") from error
+    except RecursionError as error:
+        raise ValueError(f"{what} {path} is nested too deeply to be read as JSON") from error
+
+
+def load_annotation_file(path: str | os.PathLike) -> dict:
+    """A COCO-style annotation file; a ``ValueError`` naming the file when it is not JSON or not COCO."""
+    path = Path(path)
+    data = read_json_file(path, "annotation file")
     if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
         raise ValueError(f"{path} is not a COCO-style annotation file (needs 'images' and 'annotations')")
     for key in ("images", "annotations"):
@@ -236,8 +245,7 @@ def load_detections(
     The file is a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``; only
     category 1 with score >= ``min_score`` is kept; image paths come from the annotation file.
     """
-    with open(bbox_file) as handle:
-        detections = json.load(handle)
+    detections = read_json_file(bbox_file, "detection results file")
     if not isinstance(detections, list):
         raise ValueError(f"{bbox_file} must hold a list of COCO detection results")
     images = {image["id"]: image for image in load_annotation_file(annotation_file)["images"]}

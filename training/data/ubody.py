@@ -12,7 +12,6 @@ Image ``file_name`` entries are relative to ``UBody/images``. Training uses 1 im
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.keypoints import COCO_WHOLEBODY, KeypointMetadata
 from dwpose_ctrl.video import check_frame_size
-from training.data.instances import PersonInstance, load_coco_wholebody
+from training.data.instances import PersonInstance, load_annotation_file, load_coco_wholebody
 
 UBODY_SCENES: tuple[str, ...] = (
     "Magic_show", "Entertainment", "ConductMusic", "Online_class", "TalkShow", "Speech", "Fitness",
@@ -82,8 +81,7 @@ def frames_to_extract(
     pattern = f"{split}_annotations.json" if split else "*_annotations.json"
     needed: dict[str, set[int]] = defaultdict(set)
     for annotation_file in sorted((root / "annotations").glob(f"*/{pattern}")):
-        with open(annotation_file) as handle:
-            images = json.load(handle)["images"]
+        images = load_annotation_file(annotation_file)["images"]
         for image in images:
             if image["id"] % sample_interval:
                 continue
