@@ -222,3 +222,12 @@ def test_unusable_resume_checkpoints_suggest_no_resume(clean_data, tmp_path, cap
     }[kind]
     assert f"cannot resume from {last}: {expected}" in line
     assert line.endswith("pass --no-resume to start over (it is overwritten), or use another --work-dir")
+
+
+def test_a_config_name_means_the_shipped_config_not_a_file_in_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny_synthetic").write_text("raise SystemExit('this local file must not run')\n")
+    assert load_config("tiny_synthetic").name == "tiny-synthetic"
+    local = tmp_path / "mine.py"
+    local.write_text("from training.config import TrainConfig\nCONFIG = TrainConfig(name='mine')\n")
+    assert load_config("./mine.py").name == "mine"

@@ -223,9 +223,21 @@ def wholebody_recipe(size: str, input_size: tuple[int, int] = (256, 192), **chan
     return replace(config, **changes)
 
 
+def shipped_config(name_or_path: str | os.PathLike) -> Path | None:
+    """The file in ``training/configs`` a bare name (no folder, no suffix) names, or None.
+
+    Such a name means the shipped config even when a file of that name lies in the current
+    folder (write ``./name`` to use that file).
+    """
+    if not isinstance(name_or_path, str) or "/" in name_or_path or os.sep in name_or_path:
+        return None
+    candidate = CONFIG_DIR / f"{name_or_path}.py"
+    return candidate if not Path(name_or_path).suffix and candidate.is_file() else None
+
+
 def load_config(name_or_path: str | os.PathLike) -> TrainConfig:
     """A :class:`TrainConfig` from a config file path or the name of a file in ``training/configs``."""
-    path = Path(name_or_path)
+    path = shipped_config(name_or_path) or Path(name_or_path)
     if not path.is_file():
         candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
         if not candidate.is_file():

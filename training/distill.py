@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from dwpose_ctrl.models import RTMPose, build_from_state_dict, build_rtmpose, load_state_dict
-from training.config import CONFIG_DIR, ModelConfig, TrainConfig
+from training.config import CONFIG_DIR, ModelConfig, TrainConfig, shipped_config
 from training.distill_losses import (
     FEATURE_LOSS_WEIGHT,
     LOGIT_LOSS_BETA,
@@ -321,7 +321,7 @@ def load_distill_config(name_or_path: str | os.PathLike, stage: int) -> DistillC
     expected = {1: Stage1Config, 2: Stage2Config}.get(stage)
     if expected is None:
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    path = Path(name_or_path)
+    path = shipped_config(name_or_path) or Path(name_or_path)
     if not path.is_file():
         candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
         if not candidate.is_file():
