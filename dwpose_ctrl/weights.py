@@ -244,6 +244,7 @@ def check_signature(
                 f"1 output N x anchors x (5 + classes); {found}). Pass a YOLOX ONNX file as det_model "
                 "(is it the pose model given as det_model?)"
             )
+        check_detector_geometry(name, (inputs[0][1][2], inputs[0][1][3]), outputs[0][1][1])
     else:
         simcc = len(outputs) == 2 and all(len(shape) == 3 for _, shape in outputs)
         if not (image_input and simcc):
@@ -257,6 +258,33 @@ def check_signature(
         check_pose_geometry(
             name, (inputs[0][1][2], inputs[0][1][3]), (x_shape[1], y_shape[1]), (x_shape[2], y_shape[2])
         )
+
+
+MIN_DETECTOR_INPUT_SIDE = 32
+MAX_DETECTOR_INPUT_SIDE = 4096
+"""Detector input sides accepted, in pixels (YOLOX: 416 or 640; at least one stride-32 cell)."""
+
+
+def check_detector_geometry(name: str, input_size: tuple, anchors: object) -> None:
+    """Refuse a YOLOX the pipeline cannot run: an input side outside the accepted range, or an
+    anchor count that is not the stride 8/16/32 grid of its input (symbolic sizes: unchecked)."""
+    from dwpose_ctrl.person_detection import yolox_grid
+
+    for side, value in zip(("height", "width"), input_size, strict=True):
+        if isinstance(value, int) and not MIN_DETECTOR_INPUT_SIDE <= value <= MAX_DETECTOR_INPUT_SIDE:
+            raise ModelFileError(
+                f"{name}: the detector's input {side} is {value} pixels; a YOLOX takes "
+                f"{MIN_DETECTOR_INPUT_SIDE} to {MAX_DETECTOR_INPUT_SIDE} pixels a side (yolox_l: 640). "
+                "Re-export it with a usable input size"
+            )
+    height, width = input_size
+    if isinstance(height, int) and isinstance(width, int) and isinstance(anchors, int):
+        expected = yolox_grid((height, width))[0].shape[0]
+        if anchors != expected:
+            raise ModelFileError(
+                f"{name}: the detector gives {anchors} anchors but a YOLOX at {height}x{width} has "
+                f"{expected} (strides 8, 16, 32); its output does not match its input"
+            )
 
 
 MIN_POSE_INPUT_SIDE = 8

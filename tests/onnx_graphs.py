@@ -214,3 +214,18 @@ def declared_pose(
         initializers,
     )
     return _save(graph, path)
+
+
+def declared_detector(path: Path, input_size: tuple[int, int], anchors: int, classes: int = 1) -> Path:
+    """A detector graph that only declares shapes: input (1, 3, h, w), output (1, anchors, 5 + C) of
+    zeros. For tests of what is refused when a model is opened."""
+    height, width = input_size
+    initializers = [numpy_helper.from_array(np.array([1, anchors, 5 + classes], np.int64), "shape")]
+    graph = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["output"])],
+        "declared_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, anchors, 5 + classes])],
+        initializers,
+    )
+    return _save(graph, path)

@@ -15,7 +15,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from onnx_graphs import constant_yolox, declared_pose, peak_pose, simcc_peaks, yolox_raw
+from onnx_graphs import constant_yolox, declared_detector, declared_pose, peak_pose, simcc_peaks, yolox_raw
 from PIL import Image
 
 from dwpose_ctrl import DWposeDetector
@@ -242,3 +242,18 @@ def test_torch_backend_refuses_a_body_only_pose_model(tmp_path):
     assert load_model(path).num_keypoints == 17  # the converter still reads it
     with pytest.raises(ModelFileError, match=r"body17\.safetensors: simcc_x gives 17 keypoints"):
         load_torch_backend(path, "pose")
+
+
+@pytest.mark.parametrize(
+    ("input_size", "anchors", "message"),
+    [
+        ((0, 0), 1, "the detector's input height is 0 pixels; a YOLOX takes 32 to 4096"),
+        ((100_000, 100_000), 1, "the detector's input height is 100000 pixels"),
+        ((64, 64), 85, "the detector gives 85 anchors but a YOLOX at 64x64 has 84"),
+    ],
+)
+def test_malformed_detectors_are_refused_when_opened(models, tmp_path, input_size, anchors, message):
+    bad = declared_detector(tmp_path / "bad_det.onnx", input_size, anchors)
+    detector = DWposeDetector(det_model=bad, pose_model=models["pose"])
+    with pytest.raises(ModelFileError, match=rf"bad_det\.onnx: {message}"):
+        _ = detector.det_backend.input_size
