@@ -99,7 +99,9 @@ def test_every_bad_sample_is_reported_at_once(data_root):
     assert f"{broken['corrupt']}: the image file is corrupt or not an image" in message
     assert f"annotation {broken['nan']} has a box that is not finite" in message
     assert f"annotation {broken['text']!r}" in message and "'bbox' must be 4 numbers" in message
-    assert message.endswith("fix them, or pass --skip-bad-samples to drop them")
+    assert message.endswith(
+        "fix them, or pass --skip-bad-samples (Python: skip_bad_samples=True) to drop them"
+    )
 
 
 def test_skip_bad_samples_leaves_them_out_with_a_warning(data_root, clean_data):

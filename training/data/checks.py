@@ -42,7 +42,8 @@ class DatasetError(ValueError):
     def __init__(self, problems: Sequence[SampleProblem], what: str = "the training data"):
         self.problems = list(problems)
         super().__init__(
-            describe_problems(self.problems, what) + f"; fix them, or pass {SKIP_FLAG} to drop them"
+            describe_problems(self.problems, what)
+            + f"; fix them, or pass {SKIP_FLAG} (Python: skip_bad_samples=True) to drop them"
         )
 
 
