@@ -64,10 +64,10 @@ def _break_dataset(root: Path) -> dict:
     return {"missing": images[2], "corrupt": images[3], "nan": first["id"], "text": last["id"]}
 
 
-def _train_argv(root: Path, tmp_path: Path, *extra: str) -> list[str]:
+def _train_argv(root: Path, tmp_path: Path, *extra: str, validate: bool = False) -> list[str]:
     overrides = [
         f"data.data_root={str(root)!r}",
-        "data.val=None",
+        "data.val.annotation_file='synthetic/val.json'" if validate else "data.val=None",
         "data.num_workers=0",
         "data.batch_size=2",
         "schedule.max_epochs=1",
@@ -233,3 +233,16 @@ def test_a_config_name_means_the_shipped_config_not_a_file_in_the_current_folder
     local = tmp_path / "mine.py"
     local.write_text("from training.config import TrainConfig\nCONFIG = TrainConfig(name='mine')\n")
     assert load_config("./mine.py").name == "mine"
+
+
+def test_the_validation_set_is_checked_before_training_too(data_root, tmp_path, capsys):
+    data = _annotations(data_root)
+    data["images"][0]["file_name"] = "images/not-there.jpg"
+    (data_root / "synthetic" / "val.json").write_text(json.dumps(data))
+    assert main(_train_argv(data_root, tmp_path, validate=True)) == 2
+    line = _one_error_line(capsys)
+    assert (
+        "1 bad sample(s) in the validation data" in line
+        and "not-there.jpg: the image file is missing" in line
+    )
+    assert not (tmp_path / "work" / "train_log.csv").exists()  # stopped before the first step

@@ -317,6 +317,19 @@ def load_instances(
     )
 
 
+def load_checked_instances(
+    dataset: DatasetConfig,
+    config: TrainConfig,
+    skip_bad_samples: bool = False,
+    what: str = "the validation data",
+) -> list[PersonInstance]:
+    """One dataset's instances, checked as the training data is (see :func:`build_train_dataset`)."""
+    problems: list[SampleProblem] = []
+    instances = load_instances(dataset, config.data.data_root, config.model.metadata, problems=problems)
+    instances, file_problems = check_instances(instances)
+    return resolve_problems(instances, problems + file_problems, skip_bad_samples, what)
+
+
 def ground_truth_file(dataset: DatasetConfig, data_root: str) -> Path:
     if dataset.kind != "coco_wholebody":
         raise ValueError("validation needs a single COCO-WholeBody annotation file (kind='coco_wholebody')")
@@ -712,7 +725,10 @@ def train(
         )
         _set_rng_state(checkpoint["rng"])
     log = RunLog(work_dir, context.is_main, iteration)
-    val_instances = None
+    # checked now, not after the first epochs: a bad validation image must not stop a long run late
+    val_instances = (
+        None if config.data.val is None else load_checked_instances(config.data.val, config, skip_bad_samples)
+    )
     last_loss = float("nan")
     for epoch in range(start_epoch, config.schedule.max_epochs):
         sampler.set_epoch(epoch)
@@ -743,8 +759,6 @@ def train(
             completed % config.val_interval == 0 or completed == config.schedule.max_epochs
         )
         if evaluated and context.is_main:
-            if val_instances is None:
-                val_instances = load_instances(config.data.val, config.data.data_root, config.model.metadata)
             summary = validate(ema.module if ema else task, config, context.device, val_instances)
             log.val_row({"epoch": completed, "iteration": iteration, **summary})
             metric_name, metric = _main_metric(summary)

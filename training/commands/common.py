@@ -61,6 +61,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-resume", action="store_true", help="ignore WORK_DIR/last.pth and start from scratch"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_skip_bad_samples_argument(parser)
+
+
+def add_skip_bad_samples_argument(parser: argparse.ArgumentParser) -> None:
+    """--skip-bad-samples: leave out bad samples instead of stopping before the first step."""
     parser.add_argument(
         "--skip-bad-samples",
         action="store_true",
