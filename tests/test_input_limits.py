@@ -7,6 +7,8 @@ input cases of item 18.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,6 +136,16 @@ def _heic(path, color=(200, 30, 30), size=(96, 64)):
 
 def test_heic_photos_are_read_through_pillow_heif(tmp_path):
     photo = _heic(tmp_path / "phone.HEIC")
+    # a fresh process, where nothing has registered the plugin yet: both read paths must do it
+    script = (
+        "import sys; from dwpose_ctrl.inputs import to_rgb; "
+        "from dwpose_ctrl.engines.item import decode_image, read_image_file; "
+        "data = read_image_file(open(sys.argv[1], 'rb')); "
+        "print(decode_image(data)[10, 10].tolist(), to_rgb(sys.argv[1])[10, 10].tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(photo)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[200,", "30,", "30]", "[200,", "30,", "30]"]
     rgb = inputs.to_rgb(photo)
     assert rgb.shape == (64, 96, 3) and tuple(rgb[10, 10]) == (200, 30, 30)
     out = tmp_path / "out"
