@@ -95,7 +95,8 @@ def export_model(
     return ExportResult(safetensors_path, onnx_path, max_abs_diff)
 
 
-def _opset(text: str) -> int:
+def parse_opset(text: str) -> int:
+    """argparse type of ``--opset``: a whole number the exporter supports (see ``check_opset``)."""
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"the opset is a whole number such as {DEFAULT_OPSET}, got {text!r}")
     try:
@@ -104,7 +105,7 @@ def _opset(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error).replace("'", "")) from error
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
     """Refuse an ``--out`` that names an existing file (the outputs go into a folder)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder (it is created when missing)")
@@ -132,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--opset",
-        type=_opset,
+        type=parse_opset,
         default=DEFAULT_OPSET,
         help=f"ONNX opset, {MIN_OPSET} to {max_opset()} (default: %(default)s)",
     )
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        _check_out_dir(args.out)
+        check_out_dir(args.out)
         model = load_model(args.checkpoint, part=args.part, allow_unsafe_pickle=args.allow_unsafe_pickle)
     except (UnsafeCheckpointError, ValueError, OSError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

@@ -246,3 +246,17 @@ def test_the_validation_set_is_checked_before_training_too(data_root, tmp_path, 
         and "not-there.jpg: the image file is missing" in line
     )
     assert not (tmp_path / "work" / "train_log.csv").exists()  # stopped before the first step
+
+
+def test_export_command_errors_are_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["export", "--checkpoint", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "python -m training export: error: weight file" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(empty), "--out", str(afile)]) == 2
+    assert "--out" in capsys.readouterr().err and afile.read_text() == "x"
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(empty), "--out", str(tmp_path / "o"), "--opset", "99"])
+    assert "unsupported ONNX opset 99" in capsys.readouterr().err
