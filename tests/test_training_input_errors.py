@@ -52,16 +52,24 @@ def _config(root: Path, *overrides: str):
 
 
 def _break_dataset(root: Path) -> dict:
-    """One of each: a missing image, a corrupt image, a NaN box, an annotation with a text bbox."""
+    """One of each: a missing image, a corrupt image, a NaN box, a NaN keypoint, a text bbox."""
     data = _annotations(root)
     images = {image["id"]: image["file_name"] for image in data["images"]}
     (root / "synthetic" / images[2]).unlink()
     (root / "synthetic" / images[3]).write_bytes(b"\xff\xd8 not really a JPEG")
     first, last = data["annotations"][0], data["annotations"][-1]
     first["bbox"] = [float("nan"), 1.0, 20.0, 30.0]
+    nan_keypoint = next(a for a in data["annotations"][1:-1] if a["image_id"] not in (2, 3))
+    nan_keypoint["keypoints"][0] = float("nan")
     last["bbox"] = "abc"
     _write_annotations(root, data)
-    return {"missing": images[2], "corrupt": images[3], "nan": first["id"], "text": last["id"]}
+    return {
+        "missing": images[2],
+        "corrupt": images[3],
+        "nan": first["id"],
+        "nan_keypoint": nan_keypoint["id"],
+        "text": last["id"],
+    }
 
 
 def _train_argv(root: Path, tmp_path: Path, *extra: str, validate: bool = False) -> list[str]:
@@ -94,10 +102,11 @@ def test_every_bad_sample_is_reported_at_once(data_root):
     with pytest.raises(DatasetError) as refused:
         build_train_dataset(_config(data_root))
     message = str(refused.value)
-    assert message.startswith("4 bad sample(s) in the training data: ")
+    assert message.startswith("5 bad sample(s) in the training data: ")
     assert f"{broken['missing']}: the image file is missing" in message
     assert f"{broken['corrupt']}: the image file is corrupt or not an image" in message
     assert f"annotation {broken['nan']} has a box that is not finite" in message
+    assert f"annotation {broken['nan_keypoint']} has keypoints that are NaN or infinite" in message
     assert f"annotation {broken['text']!r}" in message and "'bbox' must be 4 numbers" in message
     assert message.endswith(
         "fix them, or pass --skip-bad-samples (Python: skip_bad_samples=True) to drop them"
@@ -108,7 +117,7 @@ def test_skip_bad_samples_leaves_them_out_with_a_warning(data_root, clean_data):
     everything = len(build_train_dataset(_config(clean_data)))
     broken = _break_dataset(data_root)
     with pytest.warns(
-        UserWarning, match=r"4 bad sample\(s\).*--skip-bad-samples: these samples are left out"
+        UserWarning, match=r"5 bad sample\(s\).*--skip-bad-samples: these samples are left out"
     ):
         dataset = build_train_dataset(_config(data_root), skip_bad_samples=True)
     paths = {Path(instance.image_path).name for instance in dataset.instances}
@@ -118,7 +127,7 @@ def test_skip_bad_samples_leaves_them_out_with_a_warning(data_root, clean_data):
         Path(instance.image_path).name in (Path(broken["missing"]).name, Path(broken["corrupt"]).name)
         for instance in build_train_dataset(_config(clean_data)).instances
     )
-    assert len(dataset) == everything - dropped_with_images - 2
+    assert len(dataset) == everything - dropped_with_images - 3
 
 
 def test_an_image_lost_after_the_check_is_named_or_replaced(data_root):
@@ -150,7 +159,7 @@ def test_the_cli_lists_bad_samples_and_exits_2(data_root, tmp_path, capsys):
     _break_dataset(data_root)
     assert main(_train_argv(data_root, tmp_path)) == 2
     line = _one_error_line(capsys)
-    assert "4 bad sample(s) in the training data" in line and "--skip-bad-samples" in line
+    assert "5 bad sample(s) in the training data" in line and "--skip-bad-samples" in line
     assert not (tmp_path / "work" / "last.pth").exists()
 
 

@@ -196,7 +196,7 @@ def load_coco_wholebody(
     Malformed image or annotation entries raise one :class:`~training.data.checks.DatasetError`
     naming all of them, or, when a ``problems`` list is given, are appended to it and left out.
     """
-    from training.data.checks import DatasetError, SampleProblem
+    from training.data.checks import DatasetError, SampleProblem, instance_problem
 
     if sample_interval < 1:
         raise ValueError(f"sample_interval must be >= 1, got {sample_interval}")
@@ -224,6 +224,10 @@ def load_coco_wholebody(
             except (KeyError, TypeError, ValueError) as error:
                 where = f"{path}: annotation {annotation.get('id')!r} (image {image_id})"
                 found.append(SampleProblem(where, _field_problem(error)))
+                continue
+            problem = instance_problem(instance)  # before the filters, which NaN would pass or fail silently
+            if problem is not None:
+                found.append(SampleProblem(instance.image_path, problem))
                 continue
             if not filter_instances or is_valid_instance(instance):
                 instances.append(instance)
