@@ -269,3 +269,18 @@ def test_export_command_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--checkpoint", str(empty), "--out", str(tmp_path / "o"), "--opset", "99"])
     assert "unsupported ONNX opset 99" in capsys.readouterr().err
+
+
+def test_malformed_detection_results_name_the_entry(clean_data, tmp_path):
+    from training.data.instances import load_detections
+
+    annotations = clean_data / "synthetic" / "annotations.json"
+    bbox_file = tmp_path / "dets.json"
+    for entry, message in (
+        ({"image_id": 1, "bbox": [0, 0, 10, 10]}, "detection 0 has no 'score' field"),
+        ({"image_id": 1, "bbox": "abc", "score": 0.9}, "detection 0 is malformed"),
+        ({"image_id": 999, "bbox": [0, 0, 1, 1], "score": 0.9}, "image_id 999, which the annotation file"),
+    ):
+        bbox_file.write_text(json.dumps([entry]))
+        with pytest.raises(ValueError, match=message):
+            load_detections(bbox_file, annotations, clean_data / "synthetic")

@@ -256,26 +256,34 @@ def load_detections(
     image_root = Path(image_root)
     instances: list[PersonInstance] = []
     for index, detection in enumerate(detections):
-        if detection.get("category_id", 1) != 1 or detection["score"] < min_score:
-            continue
-        image = images.get(detection["image_id"])
-        if image is None:
-            raise ValueError(
-                f"detection {index}: image_id {detection['image_id']} is not in {annotation_file}"
-            )
-        x, y, w, h = detection["bbox"]
-        instances.append(
-            PersonInstance(
-                image_path=str(image_root / image["file_name"]),
-                image_id=int(image["id"]),
-                annotation_id=index,
-                box=np.array([x, y, x + w, y + h], dtype=np.float32),
-                keypoints=np.zeros((0, 2), dtype=np.float32),
-                visibility=np.zeros((0,), dtype=np.float32),
-                area=float(w * h),
-                iscrowd=False,
-                num_body_keypoints=0,
-                box_score=float(detection["score"]),
-            )
-        )
+        try:
+            instance = _detection_instance(detection, index, images, image_root, min_score)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{bbox_file}: detection {index} {_field_problem(error)}") from error
+        if instance is not None:
+            instances.append(instance)
     return instances
+
+
+def _detection_instance(
+    detection: dict, index: int, images: dict, image_root: Path, min_score: float
+) -> PersonInstance | None:
+    """One COCO detection result as an instance (None when it is not a person or scores too low)."""
+    if detection.get("category_id", 1) != 1 or detection["score"] < min_score:
+        return None
+    image = images.get(detection["image_id"])
+    if image is None:
+        raise ValueError(f"has image_id {detection['image_id']}, which the annotation file does not list")
+    x, y, w, h = (float(value) for value in detection["bbox"])
+    return PersonInstance(
+        image_path=str(image_root / image["file_name"]),
+        image_id=int(image["id"]),
+        annotation_id=index,
+        box=np.array([x, y, x + w, y + h], dtype=np.float32),
+        keypoints=np.zeros((0, 2), dtype=np.float32),
+        visibility=np.zeros((0,), dtype=np.float32),
+        area=float(w * h),
+        iscrowd=False,
+        num_body_keypoints=0,
+        box_score=float(detection["score"]),
+    )
