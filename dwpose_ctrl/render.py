@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dwpose_ctrl.arguments import check_flag
 from dwpose_ctrl.inputs import pixel_limit
 from dwpose_ctrl.openpose import OpenPoseFrame, OpenPosePerson, point_present
 from dwpose_ctrl.styles import STYLE_NAMES, DrawingStyle, get_style
@@ -98,6 +99,9 @@ class RenderOptions:
             raise ValueError(
                 f"RenderOptions.style must be one of {', '.join(STYLE_NAMES)}, got {self.style!r}"
             )
+        switches = ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling")
+        for name in (*switches, "draw_at_output_resolution"):
+            check_flag(f"RenderOptions.{name}", getattr(self, name))  # "no" is not False
 
     @property
     def drawing_style(self) -> DrawingStyle:

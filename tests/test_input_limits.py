@@ -115,6 +115,14 @@ def test_flags_must_be_booleans(tiny_detector, name):
     assert detector(image, output_type="np", **{name: np.bool_(False)}).shape == (512, 512, 3)
 
 
+def test_render_options_refuse_non_bool_flags():
+    from dwpose_ctrl.render import RenderOptions
+
+    with pytest.raises(TypeError, match=r"RenderOptions.include_body must be True or False, got 'no'"):
+        RenderOptions(include_body="no")
+    assert RenderOptions(include_face=np.bool_(False)).include_face == np.bool_(False)
+
+
 def test_numpy_integers_are_integers(tiny_detector):
     assert tiny_detector(max_persons=np.int64(2)).max_persons == 2
     for bad in (0, 2.0, True, "2"):
