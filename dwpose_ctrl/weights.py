@@ -118,6 +118,25 @@ def check_readable(path: str | os.PathLike, what: str = "model file") -> Path:
     return path
 
 
+def load_onnx_file(path: str | os.PathLike, what: str = "ONNX file"):
+    """``onnx.load`` of a readable, non-empty file; a one-line :class:`ModelFileError` when it does
+    not parse (truncated, corrupt or not ONNX) or holds no graph."""
+    import onnx
+
+    path = check_readable(path, what)
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError, onnx's own errors: all mean unparseable
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(
+            f"cannot read {path} as an ONNX model: it is truncated, corrupt or not ONNX ({first_line}); "
+            "copy or download it again"
+        ) from error
+    if not model.graph.input or not model.graph.node:
+        raise ModelFileError(f"{path} holds no ONNX graph (no inputs or no nodes); it is not a model export")
+    return model
+
+
 def verify_file(path: Path, entry: ModelFile) -> Path:
     """Check a file's size and sha256 against its registry entry; raise a clear error if they differ."""
     check_readable(path)

@@ -257,3 +257,21 @@ def test_malformed_detectors_are_refused_when_opened(models, tmp_path, input_siz
     detector = DWposeDetector(det_model=bad, pose_model=models["pose"])
     with pytest.raises(ModelFileError, match=rf"bad_det\.onnx: {message}"):
         _ = detector.det_backend.input_size
+
+
+def test_quantize_cli_on_bad_model_files_is_one_error_line(tmp_path, capsys):
+    from dwpose_ctrl.quantize import main as quantize_main
+
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage" * 10)
+    for name, message in (
+        ("empty.onnx", r"is empty \(0 bytes\)"),
+        ("bad.onnx", "truncated, corrupt or not ONNX"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            quantize_main([str(tmp_path / name), str(tmp_path / "out.onnx"), "--method", "dynamic"])
+        assert exited.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("python -m dwpose_ctrl.quantize: error: ")
+        assert re.search(message, lines[0])
+    assert not (tmp_path / "out.onnx").exists()

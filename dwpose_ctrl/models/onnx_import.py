@@ -40,7 +40,7 @@ from dwpose_ctrl.models.checkpoints import rtmpose_stem_channels, yolox_stem_cha
 from dwpose_ctrl.models.rtmcc_head import GatedAttentionUnit, Scale, ScaleNorm
 from dwpose_ctrl.models.rtmpose import RTMPose, build_rtmpose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES, build_yolox
-from dwpose_ctrl.weights import check_pose_input_size, check_readable
+from dwpose_ctrl.weights import check_pose_input_size, load_onnx_file
 
 NORM_PRODUCERS = frozenset({"ReduceL2", "Sqrt", "Pow", "ReduceSumSquare", "ReduceSum"})
 
@@ -97,17 +97,7 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {path} does not exist")
-    check_readable(path, "ONNX file")
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as error:  # protobuf's DecodeError, onnx's own errors: all mean unparseable
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(
-            f"cannot read {path} as an ONNX model: it is truncated, corrupt or not ONNX ({first_line}); "
-            "copy or download it again"
-        ) from error
-    if not graph.input or not graph.node:
-        raise ValueError(f"{path} holds no ONNX graph (no inputs or no nodes); it is not a model export")
+    graph = load_onnx_file(path).graph
 
     def attr(node, name, default):
         for attribute in node.attribute:
