@@ -8,6 +8,7 @@ overrides and resume checkpoints) and item 18 (a NaN box).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -284,3 +285,18 @@ def test_malformed_detection_results_name_the_entry(clean_data, tmp_path):
         bbox_file.write_text(json.dumps([entry]))
         with pytest.raises(ValueError, match=message):
             load_detections(bbox_file, annotations, clean_data / "synthetic")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("CONFIG = (\n", r"config file .*broken\.py has a syntax error at line 1"),
+        ("x = 1\n", r"broken\.py must define CONFIG = TrainConfig"),
+        ("raise RuntimeError('boom')\n", r"broken\.py failed while running: RuntimeError: boom"),
+    ],
+)
+def test_broken_config_files_are_one_error_line(tmp_path, capsys, text, message):
+    config = tmp_path / "broken.py"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--work-dir", str(tmp_path / "work")]) == 2
+    assert re.search(message, _one_error_line(capsys))

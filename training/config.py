@@ -8,6 +8,7 @@ line (values are Python literals: ``--set optim.lr=1e-3 --set data.batch_size=16
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import importlib.util
 import math
@@ -246,11 +247,35 @@ def load_config(name_or_path: str | os.PathLike) -> TrainConfig:
         path = candidate
     spec = importlib.util.spec_from_file_location(f"training_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with config_file_errors(path):
+        spec.loader.exec_module(module)
     config = getattr(module, "CONFIG", None)
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"{path} must define CONFIG = TrainConfig(...), found {type(config).__name__}")
+        raise ConfigFileError(f"{path} must define CONFIG = TrainConfig(...), found {type(config).__name__}")
     return config
+
+
+class ConfigFileError(TypeError, ValueError):
+    """A config file that does not run or does not define the ``CONFIG`` a command needs.
+
+    A ``TypeError`` (the type of ``CONFIG`` is wrong) and a ``ValueError`` (bad input: the command
+    line prints it as one error line).
+    """
+
+
+@contextlib.contextmanager
+def config_file_errors(path: Path):
+    """Turn an error raised while a config file runs into a :class:`ConfigFileError` naming it."""
+    try:
+        yield
+    except SyntaxError as error:
+        raise ConfigFileError(
+            f"config file {path} has a syntax error at line {error.lineno}: {error.msg}"
+        ) from error
+    except Exception as error:
+        raise ConfigFileError(
+            f"config file {path} failed while running: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _coerce(value: Any, current: Any) -> Any:

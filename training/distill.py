@@ -32,7 +32,14 @@ import torch
 from torch import nn
 
 from dwpose_ctrl.models import RTMPose, build_from_state_dict, build_rtmpose, load_state_dict
-from training.config import CONFIG_DIR, ModelConfig, TrainConfig, shipped_config
+from training.config import (
+    CONFIG_DIR,
+    ConfigFileError,
+    ModelConfig,
+    TrainConfig,
+    config_file_errors,
+    shipped_config,
+)
 from training.distill_losses import (
     FEATURE_LOSS_WEIGHT,
     LOGIT_LOSS_BETA,
@@ -328,10 +335,11 @@ def load_distill_config(name_or_path: str | os.PathLike, stage: int) -> DistillC
             known = sorted(p.stem for p in CONFIG_DIR.glob("*distill_*.py"))
             raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor one of {known}")
         path = candidate
-    config = runpy.run_path(str(path)).get("CONFIG")
+    with config_file_errors(path):
+        config = runpy.run_path(str(path)).get("CONFIG")
     if not isinstance(config, expected):
         command = "distill" if stage == 1 else "self-distill"
-        raise TypeError(
+        raise ConfigFileError(
             f"{path} must define CONFIG = {expected.__name__}(...) for `{command}`, "
             f"found {type(config).__name__}"
         )
