@@ -191,6 +191,19 @@ def test_deeply_nested_json_is_a_value_error(tmp_path):
     nested = "[" * 100_000 + "]" * 100_000
     with pytest.raises(ValueError, match="nested too deeply"):
         loads_frame(nested)
+    from dwpose_ctrl.cli import build_parser
+
+    args = build_parser().parse_args(["x.jpg", "--storage-option", f"key={nested}"])
+    assert args.storage_option == [("key", nested)]  # kept as text, as any value that is not JSON
     (tmp_path / "deep.json").write_text(nested)
     with pytest.raises(ValueError, match=r"deep\.json is nested too deeply"):
         read_json_file(tmp_path / "deep.json")
+
+
+def test_a_deeply_nested_metadata_row_is_refused_with_its_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    photo = _photo(tmp_path / "a.png", 64, 64)
+    assert main([str(photo), "-o", str(out), "-q", "--metadata"], blob_factory) == 2
+    assert "metadata.jsonl line 1 is not a metadata row" in capsys.readouterr().err
