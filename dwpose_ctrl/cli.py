@@ -76,7 +76,7 @@ def _key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or nested too deeply to be): the text itself
         return key, value
 
 

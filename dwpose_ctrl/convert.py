@@ -21,7 +21,16 @@ import torch
 from torch import nn
 
 from dwpose_ctrl.models.checkpoints import UnsafeCheckpointError, load_model
-from dwpose_ctrl.models.export import default_input_size, export_onnx, export_safetensors, io_names
+from dwpose_ctrl.models.export import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    check_opset,
+    default_input_size,
+    export_onnx,
+    export_safetensors,
+    io_names,
+    max_opset,
+)
 from dwpose_ctrl.models.rtmpose import RTMPose
 from dwpose_ctrl.models.yolox import YOLOX
 
@@ -86,6 +95,22 @@ def export_model(
     return ExportResult(safetensors_path, onnx_path, max_abs_diff)
 
 
+def parse_opset(text: str) -> int:
+    """argparse type of ``--opset``: a whole number the exporter supports (see ``check_opset``)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"the opset is a whole number such as {DEFAULT_OPSET}, got {text!r}")
+    try:
+        return check_opset(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("'", "")) from error
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` that names an existing file (the outputs go into a folder)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created when missing)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dwpose_ctrl.convert",
@@ -106,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="distiller checkpoints: which network (stage2 = teacher backbone + student head)",
     )
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument(
+        "--opset",
+        type=parse_opset,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} to {max_opset()} (default: %(default)s)",
+    )
     parser.add_argument("--no-onnx", action="store_true", help="write safetensors only")
     parser.add_argument(
         "--allow-unsafe-pickle",
@@ -117,31 +147,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
+        check_out_dir(args.out)
         model = load_model(args.checkpoint, part=args.part, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    except (UnsafeCheckpointError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UnsafeCheckpointError, ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     if args.size is not None and args.size != model.size:
-        print(f"error: the checkpoint is size {model.size!r}, not {args.size!r}", file=sys.stderr)
+        print(
+            f"{parser.prog}: error: the checkpoint is size {model.size!r}, not {args.size!r}", file=sys.stderr
+        )
         return 2
     input_size = tuple(args.input_size) if args.input_size else None
     if isinstance(model, RTMPose) and input_size is not None and input_size != model.input_size:
         print(
-            f"error: the checkpoint's head is for input {model.input_size[0]}x{model.input_size[1]}, "
-            f"not {input_size[0]}x{input_size[1]}",
+            f"{parser.prog}: error: the checkpoint's head is for input "
+            f"{model.input_size[0]}x{model.input_size[1]}, not {input_size[0]}x{input_size[1]}",
             file=sys.stderr,
         )
         return 2
-    result = export_model(
-        model,
-        args.out,
-        args.name or args.checkpoint.stem,
-        onnx=not args.no_onnx,
-        input_size=input_size,
-        opset=args.opset,
-    )
+    try:
+        result = export_model(
+            model,
+            args.out,
+            args.name or args.checkpoint.stem,
+            onnx=not args.no_onnx,
+            input_size=input_size,
+            opset=args.opset,
+        )
+    except (ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {result.safetensors_path}")
     if result.onnx_path is not None:
         print(f"wrote {result.onnx_path} (onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.3g})")

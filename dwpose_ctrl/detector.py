@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from dwpose_ctrl.arguments import check_flag, check_positive_int
 from dwpose_ctrl.codec import decode_simcc
 from dwpose_ctrl.inputs import to_rgb_list
 from dwpose_ctrl.keypoints import NUM_KEYPOINTS, Person
@@ -30,7 +31,7 @@ from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
-from dwpose_ctrl.weights import download, find_registered, resolve_model, verify_file
+from dwpose_ctrl.weights import check_pose_geometry, download, find_registered, resolve_model, verify_file
 
 Mode = Literal["default", "reference"]
 MODES = ("default", "reference")
@@ -115,10 +116,8 @@ class DWposeDetector:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         parse_device(device)
-        if max_persons is not None and (
-            isinstance(max_persons, bool) or not isinstance(max_persons, int) or max_persons < 1
-        ):
-            raise ValueError(f"max_persons must be a positive integer or None, got {max_persons!r}")
+        if max_persons is not None:
+            max_persons = check_positive_int("max_persons", max_persons)
         self.mode: Mode = mode
         self.backend_name = backend
         self.device = device
@@ -239,6 +238,13 @@ class DWposeDetector:
                 f"{self.pose_model_path}: simcc_x has shape {simcc_x.shape}; a whole-body model gives "
                 f"(N, {NUM_KEYPOINTS}, bins)"
             )
+        # models declaring symbolic output sizes are only checked once their outputs are known
+        check_pose_geometry(
+            self.pose_model_path.name,
+            backend.input_size,
+            (simcc_x.shape[1], simcc_y.shape[1]),
+            (simcc_x.shape[2], simcc_y.shape[2]),
+        )
         return simcc_x, simcc_y
 
     def _pose_images(
@@ -407,17 +413,18 @@ class DWposeDetector:
         ``draw_at_output_resolution``: see :class:`~dwpose_ctrl.render.RenderOptions`.
         """
         if hand_and_face is not None:
-            include_hand = include_face = hand_and_face
+            include_hand = include_face = check_flag("hand_and_face", hand_and_face)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        overlay = check_flag("overlay", overlay)
         options = RenderOptions(
-            include_body=bool(include_body),
-            include_hand=bool(include_hand),
-            include_face=bool(include_face),
-            include_foot=bool(include_foot),
-            stick_scaling=bool(stick_scaling),
+            include_body=check_flag("include_body", include_body),
+            include_hand=check_flag("include_hand", include_hand),
+            include_face=check_flag("include_face", include_face),
+            include_foot=check_flag("include_foot", include_foot),
+            stick_scaling=check_flag("stick_scaling", stick_scaling),
             style=style,
-            draw_at_output_resolution=bool(draw_at_output_resolution),
+            draw_at_output_resolution=check_flag("draw_at_output_resolution", draw_at_output_resolution),
         )
         images, batched = to_rgb_list(image)
         output_sizes = []

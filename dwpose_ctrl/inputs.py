@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dwpose_ctrl.heif import HEIF_EXTENSIONS, HEIF_MISSING, enable_heif
+
 MAX_PIXELS = 128 * 1024 * 1024
 """Largest accepted image (and largest resize target): 134,217,728 pixels (128 MiP)."""
 
@@ -42,14 +44,35 @@ ACCEPTED = (
 )
 
 
-def check_image_size(height: int, width: int, what: str = "image") -> None:
-    """Refuse empty images, images over :data:`MAX_PIXELS` and extreme aspect ratios."""
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` when given, else :data:`MAX_PIXELS` as it is now.
+
+    :data:`MAX_PIXELS` is read at call time, so assigning ``dwpose_ctrl.inputs.MAX_PIXELS`` raises
+    (or lowers) the default limit everywhere (inputs, resize targets, map canvases).
+    """
+    return MAX_PIXELS if max_pixels is None else max_pixels
+
+
+def allow_in_pillow(max_pixels: int) -> None:
+    """Let Pillow open images up to ``max_pixels``: raise ``PIL.Image.MAX_IMAGE_PIXELS`` if it is lower.
+
+    Pillow refuses images over twice its own limit before we see their size; our own check (the
+    limit given here) is the one that decides. Never lowers Pillow's limit.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def check_image_size(height: int, width: int, what: str = "image", max_pixels: int | None = None) -> None:
+    """Refuse empty images, images over the pixel limit (:func:`pixel_limit`) and extreme aspect ratios."""
     if height < 1 or width < 1:
         raise ValueError(f"the {what} is empty ({width}x{height} pixels); give an image with pixels")
-    if height * width > MAX_PIXELS:
+    limit = pixel_limit(max_pixels)
+    if height * width > limit:
         raise ValueError(
             f"the {what} has {width}x{height} = {width * height} pixels, more than the limit of "
-            f"{MAX_PIXELS} (dwpose_ctrl.inputs.MAX_PIXELS); downscale it first"
+            f"{limit} (dwpose_ctrl.inputs.MAX_PIXELS; dwpose-render: --max-pixels); downscale it first, "
+            "or raise the limit for files you trust"
         )
     ratio = max(height, width) / min(height, width)
     if ratio > MAX_ASPECT_RATIO:
@@ -99,14 +122,14 @@ def _float_to_uint8(values: np.ndarray, what: str) -> np.ndarray:
     return np.rint(values * 255.0).astype(np.uint8)
 
 
-def _array_to_rgb(array: np.ndarray, what: str = "numpy array") -> np.ndarray:
+def _array_to_rgb(array: np.ndarray, what: str = "numpy array", max_pixels: int | None = None) -> np.ndarray:
     """One HW/HWC numpy image -> RGB uint8 HWC."""
     if array.ndim not in (2, 3):
         raise ValueError(f"the {what} has shape {array.shape}; expected HW or HWC (or NHWC for a batch)")
     if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
         hint = " (for CHW data use array.transpose(1, 2, 0))" if array.shape[0] in (1, 3, 4) else ""
         raise ValueError(f"the {what} has shape {array.shape}; expected 1, 3 or 4 channels last{hint}")
-    check_image_size(int(array.shape[0]), int(array.shape[1]), what)
+    check_image_size(int(array.shape[0]), int(array.shape[1]), what, max_pixels)
     if array.dtype == np.uint8:
         converted = array
     elif array.dtype == np.uint16:
@@ -121,10 +144,10 @@ def _array_to_rgb(array: np.ndarray, what: str = "numpy array") -> np.ndarray:
     return _channels_to_rgb(converted)
 
 
-def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+def _pil_to_rgb(image: Image.Image, max_pixels: int | None = None) -> np.ndarray:
     """One PIL image of any mode -> RGB uint8 HWC."""
     width, height = image.size
-    check_image_size(height, width, f"PIL image ({image.mode})")
+    check_image_size(height, width, f"PIL image ({image.mode})", max_pixels)
     mode = image.mode
     if mode == "RGB":
         return np.asarray(image, dtype=np.uint8).copy()
@@ -149,6 +172,9 @@ def _path_to_rgb(path: str | os.PathLike) -> np.ndarray:
     file = Path(text)
     if not file.is_file():
         raise FileNotFoundError(f"image file {text!r} does not exist (or is not a file)")
+    allow_in_pillow(pixel_limit())
+    if file.suffix.lower() in HEIF_EXTENSIONS and not enable_heif():
+        raise ValueError(f"cannot read {text!r}: {HEIF_MISSING}")
     try:
         with Image.open(file) as opened:
             width, height = opened.size
@@ -157,6 +183,10 @@ def _path_to_rgb(path: str | os.PathLike) -> np.ndarray:
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read {text!r} as an image: {error}") from error
+    except PermissionError:
+        raise
+    except (OSError, SyntaxError) as error:  # a truncated or corrupt file; PIL's message lacks the name
+        raise ValueError(f"cannot read {text!r}: the image is truncated or corrupt ({error})") from error
     return _pil_to_rgb(image)
 
 
@@ -191,12 +221,15 @@ def _tensor_to_arrays(tensor) -> list[np.ndarray] | np.ndarray:
     return [item.transpose(1, 2, 0) for item in array]
 
 
-def to_rgb(image: object) -> np.ndarray:
-    """Convert one image (see the module docstring) to a contiguous RGB uint8 (H, W, 3) array."""
+def to_rgb(image: object, max_pixels: int | None = None) -> np.ndarray:
+    """Convert one image (see the module docstring) to a contiguous RGB uint8 (H, W, 3) array.
+
+    ``max_pixels`` replaces :data:`MAX_PIXELS` for PIL images and arrays.
+    """
     if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
+        return _pil_to_rgb(image, max_pixels)
     if isinstance(image, np.ndarray):
-        return _array_to_rgb(image)
+        return _array_to_rgb(image, max_pixels=max_pixels)
     if isinstance(image, (str, os.PathLike)):
         return _path_to_rgb(image)
     if _is_torch_tensor(image):
@@ -230,4 +263,4 @@ def to_rgb_list(images: object) -> tuple[list[np.ndarray], bool]:
     return [to_rgb(images)], False
 
 
-__all__ = ["MAX_ASPECT_RATIO", "MAX_PIXELS", "check_image_size", "to_rgb", "to_rgb_list"]
+__all__ = ["MAX_ASPECT_RATIO", "MAX_PIXELS", "check_image_size", "pixel_limit", "to_rgb", "to_rgb_list"]

@@ -464,6 +464,8 @@ def loads_frame(text: str | bytes, visibility_threshold: float = VISIBILITY_THRE
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"not valid OpenPose JSON text: {error}") from error
+    except RecursionError as error:
+        raise ValueError("not OpenPose JSON: the text is nested too deeply to parse") from error
     return frame_from_json(data, visibility_threshold)
 
 

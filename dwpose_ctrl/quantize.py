@@ -37,6 +37,7 @@ from dwpose_ctrl.person_detection import detect_persons, letterbox
 from dwpose_ctrl.resize import resize_to_resolution
 from dwpose_ctrl.runtime import OnnxBackend
 from dwpose_ctrl.topdown import build_crops
+from dwpose_ctrl.weights import load_onnx_file
 
 Role = Literal["detector", "pose"]
 Method = Literal["static", "dynamic"]
@@ -84,6 +85,7 @@ def quantize_model(
     check_regular_file(source, "ONNX model")
     if source.resolve() == destination.resolve():
         raise ValueError("destination must differ from source (the float32 model is read while writing)")
+    load_onnx_file(source, "ONNX model file")  # a clear error for empty, unreadable or corrupt files
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
@@ -225,8 +227,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.method == "static" and not args.images:
         parser.error("--images is required for static quantisation")
-    images = image_files(args.images) if args.images else []
-    path = quantize_for_pipeline(args.source, args.destination, images, args.detector, args.method)
+    try:
+        images = image_files(args.images) if args.images else []
+        path = quantize_for_pipeline(args.source, args.destination, images, args.detector, args.method)
+    except (ValueError, OSError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(f"wrote {path}")
 
 

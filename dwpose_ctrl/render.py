@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dwpose_ctrl.inputs import MAX_PIXELS
+from dwpose_ctrl.arguments import check_flag
+from dwpose_ctrl.inputs import pixel_limit
 from dwpose_ctrl.openpose import OpenPoseFrame, OpenPosePerson, point_present
 from dwpose_ctrl.styles import STYLE_NAMES, DrawingStyle, get_style
 
@@ -98,6 +99,9 @@ class RenderOptions:
             raise ValueError(
                 f"RenderOptions.style must be one of {', '.join(STYLE_NAMES)}, got {self.style!r}"
             )
+        switches = ("include_body", "include_hand", "include_face", "include_foot", "stick_scaling")
+        for name in (*switches, "draw_at_output_resolution"):
+            check_flag(f"RenderOptions.{name}", getattr(self, name))  # "no" is not False
 
     @property
     def drawing_style(self) -> DrawingStyle:
@@ -116,7 +120,11 @@ def stick_half_width(height: int, width: int, stick_scaling: bool) -> int:
 
 
 def draw_openpose(
-    frame: OpenPoseFrame, canvas: np.ndarray | None = None, options: RenderOptions = RenderOptions()
+    frame: OpenPoseFrame,
+    canvas: np.ndarray | None = None,
+    options: RenderOptions = RenderOptions(),
+    *,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Draw ``frame`` as an OpenPose control map, RGB uint8 (H, W, 3).
 
@@ -126,17 +134,18 @@ def draw_openpose(
     normalised coordinates are scaled by the size of the canvas drawn on. Which points are drawn
     follows ``frame.visibility_threshold`` (0.3 by default, SPEC 4). The primitives follow
     ``options.style`` on the canvas given; :func:`render_map` also picks the canvas size a
-    style draws on and resizes to the output.
+    style draws on and resizes to the output. Maps larger than
+    ``max_pixels`` (default: the current :data:`dwpose_ctrl.inputs.MAX_PIXELS`) are refused.
     """
     if not isinstance(frame, OpenPoseFrame):
         raise TypeError(f"frame must be an OpenPoseFrame, got {type(frame).__name__}")
     if not isinstance(options, RenderOptions):
         raise TypeError(f"options must be a RenderOptions, got {type(options).__name__}")
     if canvas is None:
-        _check_canvas_size(frame.height, frame.width)
+        _check_canvas_size(frame.height, frame.width, max_pixels)
         image = np.zeros((frame.height, frame.width, 3), dtype=np.uint8)
     else:
-        image = _copy_canvas(canvas)
+        image = _copy_canvas(canvas, max_pixels)
     people = frame.people
     threshold = frame.visibility_threshold
     style = options.drawing_style
@@ -158,6 +167,8 @@ def render_map(
     output_size: tuple[int, int] | None = None,
     options: RenderOptions = RenderOptions(),
     background: np.ndarray | None = None,
+    *,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """The control map of ``frame`` at ``output_size`` (height, width; default the frame's size).
 
@@ -166,6 +177,8 @@ def render_map(
     or, with ``options.draw_at_output_resolution``, the output size; the drawing is then resized
     to ``output_size`` (linear, or the style's interpolation from its own canvas). ``background``
     (an overlay photo, RGB uint8) is resized (linear) to the canvas when its size differs.
+    Canvases and maps larger than ``max_pixels`` (default: the current
+    :data:`dwpose_ctrl.inputs.MAX_PIXELS`) are refused.
     """
     if not isinstance(options, RenderOptions):
         raise TypeError(f"options must be a RenderOptions, got {type(options).__name__}")
@@ -179,7 +192,7 @@ def render_map(
     ):
         raise ValueError(f"output_size must be (height, width) in whole pixels > 0, got {output_size!r}")
     out_height, out_width = int(output_size[0]), int(output_size[1])
-    _check_canvas_size(out_height, out_width)
+    _check_canvas_size(out_height, out_width, max_pixels)
     interpolation = cv2.INTER_LINEAR
     canvas_size: tuple[int, int] | None
     if options.draw_at_output_resolution:
@@ -190,23 +203,24 @@ def render_map(
         if canvas_size is not None:
             interpolation = style.resize_interpolation
     if background is not None:
-        background = _copy_canvas(background)
+        background = _copy_canvas(background, max_pixels)
         if canvas_size is not None and background.shape[:2] != canvas_size:
             background = cv2.resize(
                 background, (canvas_size[1], canvas_size[0]), interpolation=cv2.INTER_LINEAR
             )
     elif canvas_size is not None:
         frame = dataclasses.replace(frame, height=canvas_size[0], width=canvas_size[1])
-    drawn = draw_openpose(frame, background, options)
+    drawn = draw_openpose(frame, background, options, max_pixels=max_pixels)
     if drawn.shape[:2] == (out_height, out_width):
         return drawn
     return cv2.resize(drawn, (out_width, out_height), interpolation=interpolation)
 
 
-def _check_canvas_size(height: int, width: int) -> None:
-    if height * width > MAX_PIXELS:
+def _check_canvas_size(height: int, width: int, max_pixels: int | None = None) -> None:
+    limit = pixel_limit(max_pixels)
+    if height * width > limit:
         raise ValueError(
-            f"a {width}x{height} map has more than {MAX_PIXELS} pixels (dwpose_ctrl.inputs.MAX_PIXELS); "
+            f"a {width}x{height} map has more than {limit} pixels (dwpose_ctrl.inputs.MAX_PIXELS); "
             "draw at a smaller size with dataclasses.replace(frame, width=..., height=...)"
         )
 
@@ -248,14 +262,14 @@ def _check_drawable(
                 )
 
 
-def _copy_canvas(canvas: np.ndarray) -> np.ndarray:
+def _copy_canvas(canvas: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
     if not isinstance(canvas, np.ndarray):
         raise TypeError(f"canvas must be a numpy RGB uint8 array (H, W, 3), got {type(canvas).__name__}")
     if canvas.dtype != np.uint8:
         raise TypeError(f"canvas must be uint8 RGB, got dtype {canvas.dtype}; convert it first")
     if canvas.ndim != 3 or canvas.shape[2] != 3 or canvas.shape[0] == 0 or canvas.shape[1] == 0:
         raise ValueError(f"canvas must have shape (H, W, 3) with H, W > 0, got {canvas.shape}")
-    _check_canvas_size(canvas.shape[0], canvas.shape[1])
+    _check_canvas_size(canvas.shape[0], canvas.shape[1], max_pixels)
     return np.array(canvas, dtype=np.uint8, order="C", copy=True)
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dwpose_ctrl.inputs import MAX_PIXELS
+from dwpose_ctrl.inputs import pixel_limit
 
 
-def resolution_size(height: int, width: int, resolution: int) -> tuple[int, int]:
+def resolution_size(
+    height: int, width: int, resolution: int, max_pixels: int | None = None
+) -> tuple[int, int]:
     """Target (height, width) for ``resolution`` applied to a ``height`` x ``width`` image.
 
     Raises ``ValueError`` when ``resolution`` is not a positive integer, when a side would round
-    to 0 pixels, or when the target would exceed :data:`dwpose_ctrl.inputs.MAX_PIXELS`.
+    to 0 pixels, or when the target would exceed ``max_pixels`` (default: the current
+    :data:`dwpose_ctrl.inputs.MAX_PIXELS`).
     """
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
         raise TypeError(f"resolution must be an integer number of pixels, got {type(resolution).__name__}")
@@ -30,19 +33,20 @@ def resolution_size(height: int, width: int, resolution: int) -> tuple[int, int]
             f"resolution {resolution} gives a {target_width}x{target_height} image for a {width}x{height} "
             "input (sides are rounded to multiples of 64); use a resolution of at least 64"
         )
-    if target_height * target_width > MAX_PIXELS:
+    limit = pixel_limit(max_pixels)
+    if target_height * target_width > limit:
         raise ValueError(
             f"resolution {resolution} would resize the {width}x{height} input to "
             f"{target_width}x{target_height} "
-            f"pixels, more than the limit of {MAX_PIXELS}; use a smaller resolution"
+            f"pixels, more than the limit of {limit}; use a smaller resolution"
         )
     return target_height, target_width
 
 
-def resize_to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
+def resize_to_resolution(image: np.ndarray, resolution: int, max_pixels: int | None = None) -> np.ndarray:
     """Resize an HWC uint8 image by the reference rule (LANCZOS4 when enlarging, else AREA)."""
     height, width = image.shape[:2]
-    target_height, target_width = resolution_size(height, width, resolution)
+    target_height, target_width = resolution_size(height, width, resolution, max_pixels)
     k = float(resolution) / min(float(height), float(width))
     interpolation = cv2.INTER_LANCZOS4 if k > 1 else cv2.INTER_AREA
     return cv2.resize(image, (target_width, target_height), interpolation=interpolation)

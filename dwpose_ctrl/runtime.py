@@ -17,6 +17,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from dwpose_ctrl.arguments import is_integer
 from dwpose_ctrl.files import check_regular_file
 
 
@@ -140,10 +141,10 @@ class OnnxBackend:
         max_batch: int | Literal["auto"] | None = "auto",
         io_binding: bool | Literal["auto"] = "auto",
     ):
-        if max_batch not in ("auto", None) and (
-            isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
-        ):
-            raise ValueError(f"max_batch must be a positive int, 'auto' or None, got {max_batch!r}")
+        if max_batch not in ("auto", None):
+            if not is_integer(max_batch) or max_batch < 1:
+                raise ValueError(f"max_batch must be a positive int, 'auto' or None, got {max_batch!r}")
+            max_batch = int(max_batch)
         if io_binding not in ("auto", True, False):
             raise ValueError(f"io_binding must be True, False or 'auto', got {io_binding!r}")
         self._max_batch = max_batch
@@ -192,12 +193,17 @@ class OnnxBackend:
             options.intra_op_num_threads = self._intra_op_threads
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+        from dwpose_ctrl.weights import check_readable
+
         check_regular_file(self.path, "ONNX model file")
+        check_readable(self.path, "ONNX model file")
         session_errors = (
             ort_errors.Fail,
+            ort_errors.InvalidArgument,
             ort_errors.InvalidProtobuf,
             ort_errors.InvalidGraph,
             ort_errors.NoSuchFile,
+            ort_errors.NotImplemented,
         )
         try:
             session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,8 +91,60 @@ def sha256_of(path: Path) -> str:
     return _verified_files[key]
 
 
+def check_readable(path: str | os.PathLike, what: str = "model file") -> Path:
+    """Refuse a file that this process may not read, or that is empty, with the fix in the message.
+
+    An unreadable file is reported as such (not as corrupt), an empty one as an interrupted
+    download or copy. Returns the path.
+    """
+    path = Path(path)
+    problem = regular_file_problem(path)
+    if problem is not None and problem.startswith("is not a regular file"):  # never open a FIFO
+        raise ModelFileError(f"{what} {path} {problem}")
+    try:
+        with path.open("rb") as handle:
+            first_byte = handle.read(1)
+    except FileNotFoundError as error:
+        raise ModelFileError(f"{what} {path} does not exist; check the path") from error
+    except PermissionError as error:
+        raise ModelFileError(
+            f"{what} {path} cannot be read: permission denied; give this user read access "
+            f"(chmod a+r {path}) or pass a copy it may read"
+        ) from error
+    except IsADirectoryError as error:
+        raise ModelFileError(f"{what} {path} is a folder, not a file; pass the file inside it") from error
+    except OSError as error:
+        raise ModelFileError(f"{what} {path} cannot be read: {error.strerror or error}") from error
+    if not first_byte:
+        raise ModelFileError(
+            f"{what} {path} is empty (0 bytes), as an interrupted download or copy leaves it; "
+            "download or copy it again, or pass another file"
+        )
+    return path
+
+
+def load_onnx_file(path: str | os.PathLike, what: str = "ONNX file"):
+    """``onnx.load`` of a readable, non-empty file; a one-line :class:`ModelFileError` when it does
+    not parse (truncated, corrupt or not ONNX) or holds no graph."""
+    import onnx
+
+    path = check_readable(path, what)
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError, onnx's own errors: all mean unparseable
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(
+            f"cannot read {path} as an ONNX model: it is truncated, corrupt or not ONNX ({first_line}); "
+            "copy or download it again"
+        ) from error
+    if not model.graph.input or not model.graph.node:
+        raise ModelFileError(f"{path} holds no ONNX graph (no inputs or no nodes); it is not a model export")
+    return model
+
+
 def verify_file(path: Path, entry: ModelFile) -> Path:
     """Check a file's size and sha256 against its registry entry; raise a clear error if they differ."""
+    check_readable(path)
     fix = (
         f"delete it and download it again (huggingface-cli download {entry.repo_id} {entry.filename}), "
         f"or pass a path to a good copy"
@@ -140,12 +193,19 @@ def resolve_model(
         raise TypeError(f"{role} model must be a path or a registered name, got {type(model).__name__}")
     text = os.fspath(model)
     path = Path(text)
-    if path.is_file():
-        entry = registered(path.name)
-        return path if entry is None else _verify_if_same_size(path, entry)
     entry = registered(text)
+    if path.is_file() and (entry is None or _written_as_path(model)):
+        entry = next((e for e in REGISTRY.values() if e.filename == path.name), None)
+        return check_readable(path) if entry is None else _verify_if_same_size(path, entry)
+    if entry is not None and path.is_file():
+        warnings.warn(
+            f"{text!r} names the registered {entry.role} model {entry.name}, which is used; the file "
+            f"{text!r} in the current folder is not (write ./{text} to use the file)",
+            UserWarning,
+            stacklevel=2,
+        )
     if entry is None:
-        if path.suffix or os.sep in text or "/" in text:
+        if _written_as_path(model):
             problem = regular_file_problem(path) or "does not exist"
             raise ModelFileError(f"{role} model file {text} {problem}; check the path")
         names = ", ".join(sorted(name for name, e in REGISTRY.items() if e.role == role))
@@ -162,6 +222,18 @@ def resolve_model(
     return verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
 
 
+def _written_as_path(model: str | os.PathLike) -> bool:
+    """Whether a model argument is unambiguously a path rather than a registered name.
+
+    A ``pathlib.Path`` (or other ``os.PathLike``), or a string holding a folder separator or a
+    file suffix (``./yolox_l``, ``models/yolox_l``, ``yolox_l.onnx``), is a path; a bare name such as
+    ``yolox_l`` always means the registry entry, even when a file of that name is in the current folder.
+    """
+    if not isinstance(model, str):
+        return True
+    return os.sep in model or "/" in model or bool(Path(model).suffix)
+
+
 def _verify_if_same_size(path: Path, entry: ModelFile) -> Path:
     """A user path named like a registered file: verify it, unless it is clearly another model.
 
@@ -169,7 +241,7 @@ def _verify_if_same_size(path: Path, entry: ModelFile) -> Path:
     a file of the registered size must also have the registered hash, else it is corrupt.
     """
     if entry.size is not None and path.stat().st_size != entry.size:
-        return path
+        return check_readable(path)
     return verify_file(path, entry)
 
 
@@ -197,6 +269,7 @@ def check_signature(
                 f"1 output N x anchors x (5 + classes); {found}). Pass a YOLOX ONNX file as det_model "
                 "(is it the pose model given as det_model?)"
             )
+        check_detector_geometry(name, (inputs[0][1][2], inputs[0][1][3]), outputs[0][1][1])
     else:
         simcc = len(outputs) == 2 and all(len(shape) == 3 for _, shape in outputs)
         if not (image_input and simcc):
@@ -205,4 +278,84 @@ def check_signature(
                 "(expected 1 input N x 3 x H x W and "
                 f"2 outputs simcc_x N x K x 2W, simcc_y N x K x 2H; {found}). Pass a DWPose ONNX file as "
                 "pose_model (is it the detector given as pose_model?)"
+            )
+        (_, x_shape), (_, y_shape) = outputs
+        check_pose_geometry(
+            name, (inputs[0][1][2], inputs[0][1][3]), (x_shape[1], y_shape[1]), (x_shape[2], y_shape[2])
+        )
+
+
+MIN_DETECTOR_INPUT_SIDE = 32
+MAX_DETECTOR_INPUT_SIDE = 4096
+"""Detector input sides accepted, in pixels (YOLOX: 416 or 640; at least one stride-32 cell)."""
+
+
+def check_detector_geometry(name: str, input_size: tuple, anchors: object) -> None:
+    """Refuse a YOLOX the pipeline cannot run: an input side outside the accepted range, or an
+    anchor count that is not the stride 8/16/32 grid of its input (symbolic sizes: unchecked)."""
+    from dwpose_ctrl.person_detection import yolox_grid
+
+    for side, value in zip(("height", "width"), input_size, strict=True):
+        if isinstance(value, int) and not MIN_DETECTOR_INPUT_SIDE <= value <= MAX_DETECTOR_INPUT_SIDE:
+            raise ModelFileError(
+                f"{name}: the detector's input {side} is {value} pixels; a YOLOX takes "
+                f"{MIN_DETECTOR_INPUT_SIDE} to {MAX_DETECTOR_INPUT_SIDE} pixels a side (yolox_l: 640). "
+                "Re-export it with a usable input size"
+            )
+    height, width = input_size
+    if isinstance(height, int) and isinstance(width, int) and isinstance(anchors, int):
+        expected = yolox_grid((height, width))[0].shape[0]
+        if anchors != expected:
+            raise ModelFileError(
+                f"{name}: the detector gives {anchors} anchors but a YOLOX at {height}x{width} has "
+                f"{expected} (strides 8, 16, 32); its output does not match its input"
+            )
+
+
+MIN_POSE_INPUT_SIDE = 8
+MAX_POSE_INPUT_SIDE = 2048
+"""Pose model input sides accepted, in pixels (the published models take 256x192 and 384x288; one
+2048x2048 crop is already 48 MiB of float32 per person)."""
+
+
+def check_pose_input_size(name: str, input_size: tuple) -> None:
+    """Refuse a pose model input (height, width) outside the accepted sides (symbolic: unchecked)."""
+    for side, value in zip(("height", "width"), input_size, strict=True):
+        if isinstance(value, int) and not MIN_POSE_INPUT_SIDE <= value <= MAX_POSE_INPUT_SIDE:
+            raise ModelFileError(
+                f"{name}: the pose model's input {side} is {value} pixels; a pose model takes "
+                f"{MIN_POSE_INPUT_SIDE} to {MAX_POSE_INPUT_SIDE} pixels a side (DWPose: 384x288). "
+                "Re-export it with a usable input size"
+            )
+
+
+def check_pose_geometry(name: str, input_size: tuple, keypoints: tuple, bins: tuple) -> None:
+    """Refuse a SimCC pose model the pipeline cannot run, naming what is wrong.
+
+    ``input_size`` is (height, width), ``keypoints`` the keypoint counts of simcc_x and simcc_y,
+    ``bins`` their bin counts; symbolic dimensions (str or None) are not checked. The model must
+    take an input between :data:`MIN_POSE_INPUT_SIDE` and :data:`MAX_POSE_INPUT_SIDE` pixels a
+    side, give the 133 COCO-WholeBody keypoints, and give ``2 x`` width and ``2 x`` height bins
+    (SimCC split ratio 2, which the decoder assumes).
+    """
+    from dwpose_ctrl.codec import SIMCC_SPLIT_RATIO
+    from dwpose_ctrl.keypoints import NUM_KEYPOINTS
+
+    height, width = input_size
+    check_pose_input_size(name, input_size)
+    for label, count in zip(("simcc_x", "simcc_y"), keypoints, strict=True):
+        if isinstance(count, int) and count != NUM_KEYPOINTS:
+            raise ModelFileError(
+                f"{name}: {label} gives {count} keypoints, but the pipeline draws the "
+                f"{NUM_KEYPOINTS} COCO-WholeBody keypoints; pass a whole-body (DWPose / RTMW) model"
+            )
+    for label, side, value, count in (
+        ("simcc_x", "width", width, bins[0]),
+        ("simcc_y", "height", height, bins[1]),
+    ):
+        if isinstance(value, int) and isinstance(count, int) and count != round(value * SIMCC_SPLIT_RATIO):
+            raise ModelFileError(
+                f"{name}: {label} has {count} bins but the input {side} is {value} pixels; SimCC models "
+                f"give {SIMCC_SPLIT_RATIO:g} bins per pixel ({round(value * SIMCC_SPLIT_RATIO)}), so the "
+                "keypoints would land in the wrong place. The model's outputs do not match its input"
             )

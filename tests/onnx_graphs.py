@@ -180,3 +180,52 @@ def pose_like(
         initializers,
     )
     return _save(graph, path)
+
+
+def declared_pose(
+    path: Path,
+    input_size: tuple[int, int],
+    keypoints: int = NUM_KEYPOINTS,
+    bins: tuple[int, int] | None = None,
+) -> Path:
+    """A pose graph that only declares shapes: input (N, 3, h, w), outputs (N, K, bins_x/bins_y).
+
+    The outputs are zeros made by ConstantOfShape, so any declared size costs nothing to build;
+    ``bins`` defaults to the SimCC ``(2w, 2h)``. For tests of what is refused when a model is opened.
+    """
+    height, width = input_size
+    bins_x, bins_y = bins if bins is not None else (2 * width, 2 * height)
+    initializers = [
+        numpy_helper.from_array(np.array([1, keypoints, bins_x], np.int64), "shape_x"),
+        numpy_helper.from_array(np.array([1, keypoints, bins_y], np.int64), "shape_y"),
+    ]
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape_x"], ["simcc_x"]),
+        helper.make_node("ConstantOfShape", ["shape_y"], ["simcc_y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "declared_pose",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, height, width])],
+        [
+            helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, ["N", keypoints, bins_x]),
+            helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, ["N", keypoints, bins_y]),
+        ],
+        initializers,
+    )
+    return _save(graph, path)
+
+
+def declared_detector(path: Path, input_size: tuple[int, int], anchors: int, classes: int = 1) -> Path:
+    """A detector graph that only declares shapes: input (1, 3, h, w), output (1, anchors, 5 + C) of
+    zeros. For tests of what is refused when a model is opened."""
+    height, width = input_size
+    initializers = [numpy_helper.from_array(np.array([1, anchors, 5 + classes], np.int64), "shape")]
+    graph = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["output"])],
+        "declared_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, anchors, 5 + classes])],
+        initializers,
+    )
+    return _save(graph, path)

@@ -8,9 +8,13 @@ line (values are Python literals: ``--set optim.lr=1e-3 --set data.batch_size=16
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import importlib.util
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,11 @@ class DataConfig:
     val_batch_size: int = 64
     num_workers: int = 4
 
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.val_batch_size >= 1, f"data.val_batch_size must be >= 1, got {self.val_batch_size}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -88,6 +97,18 @@ class OptimConfig:
     base_batch_size: int = 512
     scale_lr: bool = True
     clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(_positive(self.lr), f"optim.lr must be a positive number, got {self.lr!r}")
+        _require(
+            _finite(self.weight_decay) and self.weight_decay >= 0,
+            f"optim.weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        _require(self.base_batch_size >= 1, f"optim.base_batch_size must be >= 1, got {self.base_batch_size}")
+        _require(
+            self.clip_grad_norm is None or _positive(self.clip_grad_norm),
+            f"optim.clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +173,20 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _finite(value) and value > 0
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (a config field out of its range)."""
+    if not condition:
+        raise ValueError(message)
+
+
 def keypoint_layout(name: str) -> KeypointMetadata:
     try:
         return KEYPOINT_LAYOUTS[name]
@@ -189,9 +224,21 @@ def wholebody_recipe(size: str, input_size: tuple[int, int] = (256, 192), **chan
     return replace(config, **changes)
 
 
+def shipped_config(name_or_path: str | os.PathLike) -> Path | None:
+    """The file in ``training/configs`` a bare name (no folder, no suffix) names, or None.
+
+    Such a name means the shipped config even when a file of that name lies in the current
+    folder (write ``./name`` to use that file).
+    """
+    if not isinstance(name_or_path, str) or "/" in name_or_path or os.sep in name_or_path:
+        return None
+    candidate = CONFIG_DIR / f"{name_or_path}.py"
+    return candidate if not Path(name_or_path).suffix and candidate.is_file() else None
+
+
 def load_config(name_or_path: str | os.PathLike) -> TrainConfig:
     """A :class:`TrainConfig` from a config file path or the name of a file in ``training/configs``."""
-    path = Path(name_or_path)
+    path = shipped_config(name_or_path) or Path(name_or_path)
     if not path.is_file():
         candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
         if not candidate.is_file():
@@ -200,11 +247,35 @@ def load_config(name_or_path: str | os.PathLike) -> TrainConfig:
         path = candidate
     spec = importlib.util.spec_from_file_location(f"training_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with config_file_errors(path):
+        spec.loader.exec_module(module)
     config = getattr(module, "CONFIG", None)
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"{path} must define CONFIG = TrainConfig(...), found {type(config).__name__}")
+        raise ConfigFileError(f"{path} must define CONFIG = TrainConfig(...), found {type(config).__name__}")
     return config
+
+
+class ConfigFileError(TypeError, ValueError):
+    """A config file that does not run or does not define the ``CONFIG`` a command needs.
+
+    A ``TypeError`` (the type of ``CONFIG`` is wrong) and a ``ValueError`` (bad input: the command
+    line prints it as one error line).
+    """
+
+
+@contextlib.contextmanager
+def config_file_errors(path: Path):
+    """Turn an error raised while a config file runs into a :class:`ConfigFileError` naming it."""
+    try:
+        yield
+    except SyntaxError as error:
+        raise ConfigFileError(
+            f"config file {path} has a syntax error at line {error.lineno}: {error.msg}"
+        ) from error
+    except Exception as error:
+        raise ConfigFileError(
+            f"config file {path} failed while running: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _coerce(value: Any, current: Any) -> Any:
@@ -213,6 +284,53 @@ def _coerce(value: Any, current: Any) -> Any:
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit the type annotation ``hint`` (None when it fits)."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        reasons = [_type_problem(value, option) for option in arguments]
+        return None if any(reason is None for reason in reasons) else f"expected {_type_name(hint)}"
+    if hint is type(None):
+        return None if value is None else "expected None"
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return f"expected a tuple {_type_name(hint)}"
+        items = arguments[:1] * len(value) if len(arguments) == 2 and arguments[1] is Ellipsis else arguments
+        if len(items) != len(value):
+            return f"expected {len(items)} values {_type_name(hint)}, got {len(value)}"
+        reasons = [_type_problem(item, item_hint) for item, item_hint in zip(value, items, strict=True)]
+        return next((reason for reason in reasons if reason), None)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if isinstance(hint, type):
+        return None if isinstance(value, hint) else f"expected {_type_name(hint)}"
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _check_field_type(node: Any, name: str, value: Any, override: str) -> None:
+    try:
+        hint = typing.get_type_hints(type(node))[name]
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: not checked
+        return
+    problem = _type_problem(value, hint)
+    if problem:
+        raise ValueError(
+            f"override {override!r}: {type(node).__name__}.{name} is {_type_name(hint)}; {problem}, "
+            f"got {value!r} (values are Python literals: numbers as 1e-3, text in quotes as 'text')"
+        )
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -240,5 +358,10 @@ def _set_path(node: Any, path: list[str], value: Any, override: str) -> Any:
         )
     current = getattr(node, head)
     if len(path) == 1:
-        return replace(node, **{head: _coerce(value, current)})
+        value = _coerce(value, current)
+        _check_field_type(node, head, value, override)
+        try:
+            return replace(node, **{head: value})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"override {override!r}: {error}") from error
     return replace(node, **{head: _set_path(current, path[1:], value, override)})

@@ -32,7 +32,14 @@ import torch
 from torch import nn
 
 from dwpose_ctrl.models import RTMPose, build_from_state_dict, build_rtmpose, load_state_dict
-from training.config import CONFIG_DIR, ModelConfig, TrainConfig
+from training.config import (
+    CONFIG_DIR,
+    ConfigFileError,
+    ModelConfig,
+    TrainConfig,
+    config_file_errors,
+    shipped_config,
+)
 from training.distill_losses import (
     FEATURE_LOSS_WEIGHT,
     LOGIT_LOSS_BETA,
@@ -321,17 +328,18 @@ def load_distill_config(name_or_path: str | os.PathLike, stage: int) -> DistillC
     expected = {1: Stage1Config, 2: Stage2Config}.get(stage)
     if expected is None:
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    path = Path(name_or_path)
+    path = shipped_config(name_or_path) or Path(name_or_path)
     if not path.is_file():
         candidate = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.py"
         if not candidate.is_file():
             known = sorted(p.stem for p in CONFIG_DIR.glob("*distill_*.py"))
             raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor one of {known}")
         path = candidate
-    config = runpy.run_path(str(path)).get("CONFIG")
+    with config_file_errors(path):
+        config = runpy.run_path(str(path)).get("CONFIG")
     if not isinstance(config, expected):
         command = "distill" if stage == 1 else "self-distill"
-        raise TypeError(
+        raise ConfigFileError(
             f"{path} must define CONFIG = {expected.__name__}(...) for `{command}`, "
             f"found {type(config).__name__}"
         )
@@ -409,6 +417,7 @@ def run_stage(
     device: str | None = None,
     resume: bool = True,
     progress: bool = True,
+    skip_bad_samples: bool = False,
 ) -> TrainSummary:
     """Train one distillation stage with the training engine (``train`` loop, checkpoints, logs).
 
@@ -425,4 +434,5 @@ def run_stage(
         device=device,
         resume=resume,
         progress=progress,
+        skip_bad_samples=skip_bad_samples,
     )

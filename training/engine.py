@@ -38,6 +38,7 @@ from dwpose_ctrl.keypoints import KeypointMetadata
 from dwpose_ctrl.models import build_rtmpose
 from dwpose_ctrl.models.checkpoints import load_state_dict
 from training.config import DatasetConfig, TrainConfig
+from training.data.checks import SampleProblem, check_instances, resolve_problems
 from training.data.dataset import (
     Batch,
     EpochSampler,
@@ -290,9 +291,13 @@ def _resolve(data_root: str, path: str) -> Path:
 
 
 def load_instances(
-    dataset: DatasetConfig, data_root: str, metadata: KeypointMetadata, filter_instances: bool = True
+    dataset: DatasetConfig,
+    data_root: str,
+    metadata: KeypointMetadata,
+    filter_instances: bool = True,
+    problems: list | None = None,
 ):
-    """Person instances of one configured dataset."""
+    """Person instances of one configured dataset (``problems``: see ``load_coco_wholebody``)."""
     if dataset.kind == "coco_wholebody":
         return load_coco_wholebody(
             _resolve(data_root, dataset.annotation_file),
@@ -300,6 +305,7 @@ def load_instances(
             metadata,
             filter_instances,
             dataset.sample_interval,
+            problems,
         )
     return load_ubody(
         _resolve(data_root, dataset.root),
@@ -308,7 +314,21 @@ def load_instances(
         metadata,
         dataset.sample_interval,
         filter_instances,
+        problems,
     )
+
+
+def load_checked_instances(
+    dataset: DatasetConfig,
+    config: TrainConfig,
+    skip_bad_samples: bool = False,
+    what: str = "the validation data",
+) -> list[PersonInstance]:
+    """One dataset's instances, checked as the training data is (see :func:`build_train_dataset`)."""
+    problems: list[SampleProblem] = []
+    instances = load_instances(dataset, config.data.data_root, config.model.metadata, problems=problems)
+    instances, file_problems = check_instances(instances)
+    return resolve_problems(instances, problems + file_problems, skip_bad_samples, what)
 
 
 def ground_truth_file(dataset: DatasetConfig, data_root: str) -> Path:
@@ -317,12 +337,19 @@ def ground_truth_file(dataset: DatasetConfig, data_root: str) -> Path:
     return _resolve(data_root, dataset.annotation_file)
 
 
-def build_train_dataset(config: TrainConfig) -> TopDownDataset:
-    """All training datasets concatenated into one augmented top-down dataset."""
+def build_train_dataset(config: TrainConfig, skip_bad_samples: bool = False) -> TopDownDataset:
+    """All training datasets concatenated into one augmented top-down dataset.
+
+    Every sample is checked first (:mod:`training.data.checks`): bad ones raise one error naming
+    all of them, or are left out with a warning when ``skip_bad_samples``.
+    """
     metadata = config.model.metadata
     instances: list[PersonInstance] = []
+    problems: list[SampleProblem] = []
     for dataset in config.data.train:
-        instances += load_instances(dataset, config.data.data_root, metadata)
+        instances += load_instances(dataset, config.data.data_root, metadata, problems=problems)
+    instances, file_problems = check_instances(instances)
+    instances = resolve_problems(instances, problems + file_problems, skip_bad_samples, "the training data")
     return TopDownDataset(
         instances,
         metadata,
@@ -332,6 +359,7 @@ def build_train_dataset(config: TrainConfig) -> TopDownDataset:
         config.final_augmentation,
         config.final_stage_epoch,
         config.seed,
+        skip_bad_samples,
     )
 
 
@@ -371,6 +399,38 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+NO_RESUME_HINT = "pass --no-resume to start over (it is overwritten), or use another --work-dir"
+RESUME_KEYS = ("task", "optimizer", "scaler", "ema", "epoch", "iteration", "best_metric", "rng")
+
+
+def load_resume_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """The resume checkpoint ``path`` (``last.pth``), or a ``ValueError`` saying why it cannot be used.
+
+    An empty, truncated or corrupt file and a file that is not a resume checkpoint of this trainer
+    (a ``best.pth``, an exported model) are refused with the hint to use ``--no-resume``.
+    """
+    import pickle
+
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot resume from {path}: it is empty (0 bytes); {NO_RESUME_HINT}")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except PermissionError as error:
+        raise ValueError(f"cannot resume from {path}: permission denied; {NO_RESUME_HINT}") from error
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ValueError(
+            f"cannot resume from {path}: it is truncated or corrupt ({first_line}); {NO_RESUME_HINT}"
+        ) from error
+    missing = [key for key in RESUME_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise ValueError(
+            f"cannot resume from {path}: it is not a resume checkpoint of this trainer (it lacks "
+            f"{', '.join(missing)}); {NO_RESUME_HINT}"
+        )
+    return checkpoint
 
 
 def save_atomic(payload: dict, path: Path) -> None:
@@ -604,8 +664,13 @@ def train(
     device: str | None = None,
     resume: bool = True,
     progress: bool = True,
+    skip_bad_samples: bool = False,
 ) -> TrainSummary:
-    """Train ``config`` in ``work_dir`` (resuming from ``work_dir/last.pth`` when ``resume``)."""
+    """Train ``config`` in ``work_dir`` (resuming from ``work_dir/last.pth`` when ``resume``).
+
+    ``skip_bad_samples`` leaves out samples whose image is missing, unreadable or corrupt or whose
+    numbers are not finite (with a warning) instead of stopping before the first step.
+    """
     from tqdm import tqdm
 
     context = setup_distributed(device)
@@ -617,7 +682,7 @@ def train(
     task = task_factory(config).to(context.device)
     if config.channels_last:
         task = task.to(memory_format=torch.channels_last)
-    dataset = build_train_dataset(config)
+    dataset = build_train_dataset(config, skip_bad_samples)
     batch_size = config.data.batch_size
     total_batch = batch_size * context.world_size
     base_lr = config.optim.lr * (total_batch / config.optim.base_batch_size if config.optim.scale_lr else 1.0)
@@ -645,12 +710,19 @@ def train(
     start_epoch, iteration, best_metric = 0, 0, None
     checkpoint_path = work_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=context.device, weights_only=True)
-        task.load_state_dict(checkpoint["task"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        if ema is not None:
-            ema.load_state_dict(checkpoint["ema"])
+        checkpoint = load_resume_checkpoint(checkpoint_path, context.device)
+        try:
+            task.load_state_dict(checkpoint["task"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scaler.load_state_dict(checkpoint["scaler"])
+            if ema is not None:
+                ema.load_state_dict(checkpoint["ema"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(
+                f"cannot resume from {checkpoint_path}: it was written for another model or config "
+                f"({first_line}); {NO_RESUME_HINT}"
+            ) from error
         start_epoch, iteration, best_metric = (
             checkpoint["epoch"],
             checkpoint["iteration"],
@@ -658,7 +730,10 @@ def train(
         )
         _set_rng_state(checkpoint["rng"])
     log = RunLog(work_dir, context.is_main, iteration)
-    val_instances = None
+    # checked now, not after the first epochs: a bad validation image must not stop a long run late
+    val_instances = (
+        None if config.data.val is None else load_checked_instances(config.data.val, config, skip_bad_samples)
+    )
     last_loss = float("nan")
     for epoch in range(start_epoch, config.schedule.max_epochs):
         sampler.set_epoch(epoch)
@@ -689,8 +764,6 @@ def train(
             completed % config.val_interval == 0 or completed == config.schedule.max_epochs
         )
         if evaluated and context.is_main:
-            if val_instances is None:
-                val_instances = load_instances(config.data.val, config.data.data_root, config.model.metadata)
             summary = validate(ema.module if ema else task, config, context.device, val_instances)
             log.val_row({"epoch": completed, "iteration": iteration, **summary})
             metric_name, metric = _main_metric(summary)

@@ -104,8 +104,9 @@ def _load_json(source: str | os.PathLike | dict | list) -> dict | list:
     if isinstance(source, (dict, list)):
         return copy.deepcopy(source)
     if isinstance(source, (str, os.PathLike)):
-        with open(source) as handle:
-            return json.load(handle)
+        from training.data.instances import read_json_file
+
+        return read_json_file(source)
     raise TypeError(f"expected a JSON file path or its loaded content, got {type(source).__name__}")
 
 

@@ -132,7 +132,7 @@ def read_metadata(output_root: str, storage: Storage) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             row = None
         if not (
             isinstance(row, dict)

@@ -39,7 +39,8 @@ from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions, WorkItem, fram
 from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs, RenderSettings, render_outputs
 from dwpose_ctrl.engines.report import DONE, FAILED, INTERRUPTED, ItemResult, describe_error
 from dwpose_ctrl.engines.storage import NotRegularFileError, Storage, is_url
-from dwpose_ctrl.inputs import MAX_PIXELS, check_image_size, to_rgb
+from dwpose_ctrl.heif import HEIF_MISSING, enable_heif, looks_like_heif
+from dwpose_ctrl.inputs import MAX_PIXELS, allow_in_pillow, check_image_size, to_rgb
 from dwpose_ctrl.keypoints import Person
 from dwpose_ctrl.video import (
     BoxTracker,
@@ -106,6 +107,8 @@ class JobSettings:
         if not is_integer(self.video_prefetch) or self.video_prefetch < 0:
             raise ValueError(f"video_prefetch must be an integer >= 0, got {self.video_prefetch!r}")
         object.__setattr__(self, "video_prefetch", int(self.video_prefetch))
+        if self.render.max_pixels != self.max_pixels:  # one limit for inputs, resizes and maps
+            object.__setattr__(self, "render", dataclasses.replace(self.render, max_pixels=self.max_pixels))
 
 
 # images -----------------------------------------------------------------------------------------
@@ -133,18 +136,27 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+def _prepare_pillow(head: bytes, max_pixels: int) -> None:
+    """Before Pillow parses a file: let it open images up to our limit (ours decides), and
+    register the HEIF plugin for a HEIF file (:class:`ItemError` when it is not installed)."""
+    allow_in_pillow(max_pixels)
+    if looks_like_heif(head) and not enable_heif():
+        raise ItemError(HEIF_MISSING)
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image file bytes to RGB uint8 with EXIF orientation applied; :class:`ItemError` if bad."""
     if not data:
         raise ItemError("empty file (0 bytes)")
+    _prepare_pillow(data, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
             _check_pixels(width, height, max_pixels)
-            check_image_size(height, width, "image")
+            check_image_size(height, width, "image", max_pixels)
             image = ImageOps.exif_transpose(opened)
             image.load()
-            return to_rgb(image)
+            return to_rgb(image, max_pixels)
     except Image.DecompressionBombError as error:
         raise ItemError(f"decompression bomb: {error}") from error
     except UnidentifiedImageError as error:
@@ -163,6 +175,8 @@ def read_image_file(handle: BinaryIO, max_pixels: int = MAX_PIXELS) -> bytes:
     size = handle.seek(0, io.SEEK_END)
     if size == 0:
         raise ItemError("empty file (0 bytes)")
+    handle.seek(0)
+    _prepare_pillow(handle.read(16), max_pixels)
     handle.seek(0)
     try:
         with Image.open(handle) as opened:
@@ -380,7 +394,7 @@ def render_video(
     source = _open_video_source(item.source.location, storage)
     try:
         with open_video(source, job.max_pixels) as (info, frames), contextlib.ExitStack() as staged:
-            check_image_size(info.height, info.width, "video frame")
+            check_image_size(info.height, info.width, "video frame", job.max_pixels)
             out_height, out_width = job.render.output_size(info.height, info.width)
             finals = [item.final] if item.overlay is None else [item.final, item.overlay]
             writers = [

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from dwpose_ctrl.arguments import check_flag
 from dwpose_ctrl.engines.storage import Storage, file_kind_problem, is_url, join, walk_folders
+from dwpose_ctrl.heif import HEIF_EXTENSIONS, HEIF_MISSING, enable_heif
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -60,7 +61,7 @@ METADATA_IMAGES = "images"
 def media_kind(name: str) -> str | None:
     """``"image"``, ``"video"`` or None from a file name's extension (case-insensitive)."""
     extension = os.path.splitext(name)[1].lower()
-    if extension in IMAGE_EXTENSIONS:
+    if extension in IMAGE_EXTENSIONS or extension in HEIF_EXTENSIONS:
         return "image"
     if extension in VIDEO_EXTENSIONS:
         return "video"
@@ -241,6 +242,9 @@ def discover(
                 return
         elif not explicit and _inside_any(os.path.realpath(location), excluded):
             skipped_inside_output[0] += 1
+            return
+        if os.path.splitext(location)[1].lower() in HEIF_EXTENSIONS and not enable_heif():
+            problems.append(Problem(location, HEIF_MISSING))
             return
         found.setdefault((location, relative), Source(location, relative, kind))
 

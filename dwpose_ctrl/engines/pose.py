@@ -26,7 +26,9 @@ from dwpose_ctrl.styles import get_style
 class RenderSettings:
     """Resolutions and parts, with the meaning they have for ``DWposeDetector.__call__``.
 
-    ``None`` resolutions mean the input's own size.
+    ``None`` resolutions mean the input's own size. ``max_pixels`` bounds the detection image
+    and the maps (``None``: the current :data:`dwpose_ctrl.inputs.MAX_PIXELS`); an engine's
+    :class:`~dwpose_ctrl.engines.item.JobSettings` sets it to its own limit.
     """
 
     detect_resolution: int | None = 512
@@ -38,6 +40,7 @@ class RenderSettings:
     stick_scaling: bool = False
     style: str = "annotator"
     draw_at_output_resolution: bool = False
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         """Checked when made, so that a bad setting stops a run before any item."""
@@ -66,7 +69,7 @@ class RenderSettings:
         """The image the persons are estimated on (SPEC 1 resize, or the image itself)."""
         if self.detect_resolution is None:
             return image
-        return resize_to_resolution(image, self.detect_resolution)
+        return resize_to_resolution(image, self.detect_resolution, self.max_pixels)
 
     def detection_scale(self, image: np.ndarray, detection_image: np.ndarray) -> float:
         """Detection-image pixels per input pixel (the smaller of the two axes, as the detector uses)."""
@@ -76,7 +79,7 @@ class RenderSettings:
         """(height, width) of the map for an input of that size."""
         if self.image_resolution is None:
             return height, width
-        return resolution_size(height, width, self.image_resolution)
+        return resolution_size(height, width, self.image_resolution, self.max_pixels)
 
 
 @runtime_checkable
@@ -169,8 +172,11 @@ def render_outputs(
     frame = persons_to_openpose(persons, det_width, det_height, keypoint_threshold)
     options = settings.render_options
     output_size = (out_height, out_width)
-    control_map = render_map(frame, output_size, options)
-    overlay = render_map(frame, output_size, options, detection_image) if want_overlay else None
+    limit = settings.max_pixels
+    control_map = render_map(frame, output_size, options, max_pixels=limit)
+    overlay = (
+        render_map(frame, output_size, options, detection_image, max_pixels=limit) if want_overlay else None
+    )
     openpose_json = None
     if want_json:
         openpose_json = frame_to_json(frame, width, height)

@@ -23,6 +23,7 @@ from dwpose_ctrl.models.export import default_input_size
 from dwpose_ctrl.models.rtmpose import RTMPose
 from dwpose_ctrl.models.yolox import YOLOX
 from dwpose_ctrl.runtime import parse_device
+from dwpose_ctrl.weights import check_pose_geometry
 
 Role = Literal["detector", "pose"]
 DTYPES: dict[str, torch.dtype] = {
@@ -170,6 +171,13 @@ def load_torch_backend(
     if not isinstance(model, expected):
         raise ValueError(
             f"{path.name} holds a {type(model).__name__} but role={role!r} needs a {expected.__name__}"
+        )
+    if isinstance(model, RTMPose):
+        check_pose_geometry(
+            path.name,
+            model.input_size,
+            (model.num_keypoints, model.num_keypoints),
+            (model.head.cls_x.out_features, model.head.cls_y.out_features),
         )
     if path.suffix == ".onnx" and input_size is None:
         from dwpose_ctrl.models.onnx_import import read_onnx_input_size

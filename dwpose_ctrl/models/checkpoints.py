@@ -18,6 +18,7 @@ import torch
 from dwpose_ctrl.files import check_regular_file
 from dwpose_ctrl.models.rtmpose import RTMPOSE_SIZES, RTMPose, build_rtmpose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES, build_yolox
+from dwpose_ctrl.weights import check_readable
 
 StateDict = dict[str, torch.Tensor]
 DistillerPart = Literal["auto", "student", "teacher", "stage2"]
@@ -45,10 +46,15 @@ def read_weight_file(path: str | os.PathLike, allow_unsafe_pickle: bool = False)
     """Read a ``.safetensors`` file or a torch pickle (``.pth``/``.pt``/``.ckpt``/``.bin``) on the CPU."""
     path = Path(path)
     check_regular_file(path, "weight file")
+    check_readable(path, "weight file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as error:
+            raise _corrupt(path, "safetensors file", error) from error
     if path.suffix not in TORCH_SUFFIXES:
         raise ValueError(
             f"{path.name}: unsupported weight file type {path.suffix!r}; "
@@ -62,10 +68,26 @@ def read_weight_file(path: str | os.PathLike, allow_unsafe_pickle: bool = False)
             raise UnsafeCheckpointError(
                 f"{path.name} is a pickle that needs arbitrary Python code to load "
                 f"({_unsafe_globals(path)}), which can run anything on your machine, so it was refused. "
-                "If you trust its source, pass "
-                "allow_unsafe_pickle=True (CLI: --allow-unsafe-pickle), or convert it once to .safetensors."
+                f"If you trust its source, convert it once to safe files with "
+                f"`python -m dwpose_ctrl.convert {path} --out DIR --allow-unsafe-pickle` and use the "
+                ".safetensors/.onnx it writes (in Python: allow_unsafe_pickle=True)."
             ) from error
-    return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError) as error:  # a truncated zip or pickle stream
+        raise _corrupt(path, "PyTorch checkpoint", error) from error
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+        raise _corrupt(path, "PyTorch checkpoint", error) from error
+
+
+def _corrupt(path: Path, kind: str, error: BaseException) -> ValueError:
+    """The error for a weight file that exists and is readable but does not parse."""
+    text = str(error).strip()
+    first_sentence = text.splitlines()[0].split(". ")[0] if text else type(error).__name__
+    return ValueError(
+        f"cannot read {path} as a {kind}: it is truncated or corrupt ({first_sentence}); "
+        "copy or download it again"
+    )
 
 
 def numpy_safe_globals() -> list:
@@ -217,15 +239,50 @@ def infer_yolox_config(state: Mapping[str, torch.Tensor]) -> YOLOXConfig:
 
 
 def build_from_state_dict(state: Mapping[str, torch.Tensor]) -> RTMPose | YOLOX:
-    """Build the network the state dict describes and load it strictly (eval mode)."""
-    if detect_family(state) == "rtmpose":
-        config = infer_rtmpose_config(state)
-        model: RTMPose | YOLOX = build_rtmpose(config.size, config.input_size, config.num_keypoints)
-    else:
-        yolox_config = infer_yolox_config(state)
-        model = build_yolox(yolox_config.size, yolox_config.num_classes)
+    """Build the network the state dict describes and load it strictly (eval mode).
+
+    A state dict that lacks a tensor, has an extra one or one of the wrong shape is refused with
+    a ``ValueError`` naming them.
+    """
+    family = detect_family(state)
+    try:
+        if family == "rtmpose":
+            config = infer_rtmpose_config(state)
+            model: RTMPose | YOLOX = build_rtmpose(config.size, config.input_size, config.num_keypoints)
+        else:
+            yolox_config = infer_yolox_config(state)
+            model = build_yolox(yolox_config.size, yolox_config.num_classes)
+    except KeyError as error:
+        raise ValueError(
+            f"the {family} checkpoint lacks the tensor {error.args[0]!r} that tells its architecture; "
+            "it is incomplete or not an mmpose/YOLOX checkpoint"
+        ) from error
+    check_state_fits(model, state)
     model.load_state_dict(dict(state), strict=True)
     return model.eval()
+
+
+def check_state_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a state dict that does not have exactly the model's tensors and shapes, naming them."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [
+        f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in expected.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            problems.append(f"{len(keys)} {label}: {shown}")
+    if problems:
+        name = type(model).__name__
+        raise ValueError(
+            f"the checkpoint does not fit the {name} its shapes describe ({'; '.join(problems)}); "
+            "it is incomplete, from another architecture or edited"
+        )
 
 
 def load_model(

@@ -17,6 +17,26 @@ from dwpose_ctrl.models.rtmpose import RTMPose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 11
+
+
+def max_opset() -> int:
+    """The newest ONNX opset this torch's (TorchScript) exporter writes."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
+
+
+def check_opset(opset: int) -> int:
+    """Refuse an opset the runtime cannot read or this torch cannot write; returns it."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset():
+        raise ValueError(
+            f"unsupported ONNX opset {opset!r}: choose one from {MIN_OPSET} (the oldest the runtime "
+            f"reads) to {max_opset()} (the newest torch {torch.__version__} writes); default {DEFAULT_OPSET}"
+        )
+    return opset
+
+
 RTMPOSE_INPUT_NAME = "input"
 RTMPOSE_OUTPUT_NAMES = ("simcc_x", "simcc_y")
 YOLOX_INPUT_NAME = "images"
@@ -54,11 +74,10 @@ def export_onnx(
     The graph is traced in eval mode on a float32 CPU copy of the model with constant folding, so
     BatchNorm is fused into the convolutions as in the official exports. The batch dimension is
     dynamic (named ``batch``) unless ``dynamic_batch=False``; the spatial size is fixed at
-    ``input_size`` (default: :func:`default_input_size`). Requires ``opset >= 11``. The file
+    ``input_size`` (default: :func:`default_input_size`). ``opset``: see :func:`check_opset`. The file
     appears whole or not at all (written under a temporary name, then renamed).
     """
-    if opset < 11:
-        raise ValueError(f"opset must be >= 11 (the runtime needs it), got {opset}")
+    check_opset(opset)
     input_name, output_names = io_names(model)
     height, width = input_size or default_input_size(model)
     if isinstance(model, RTMPose) and (height, width) != model.input_size:

@@ -41,6 +41,7 @@ from dwpose_ctrl.models.checkpoints import rtmpose_stem_channels, yolox_stem_cha
 from dwpose_ctrl.models.rtmcc_head import GatedAttentionUnit, Scale, ScaleNorm
 from dwpose_ctrl.models.rtmpose import RTMPose, build_rtmpose
 from dwpose_ctrl.models.yolox import YOLOX, YOLOX_SIZES, build_yolox
+from dwpose_ctrl.weights import check_pose_input_size, load_onnx_file
 
 NORM_PRODUCERS = frozenset({"ReduceL2", "Sqrt", "Pow", "ReduceSumSquare", "ReduceSum"})
 
@@ -96,7 +97,7 @@ def read_onnx_weights(path: str | os.PathLike) -> OnnxWeights:
 
     path = Path(path)
     check_regular_file(path, "ONNX file")
-    graph = onnx.load(str(path)).graph
+    graph = load_onnx_file(path).graph
 
     def attr(node, name, default):
         for attribute in node.attribute:
@@ -497,6 +498,7 @@ def build_from_onnx(path: str | os.PathLike) -> RTMPose | YOLOX:
         else:
             width = weights.linears[-2].weight.shape[0] // 2
             height = weights.linears[-1].weight.shape[0] // 2
+        check_pose_input_size(Path(path).name, (height, width))
         num_keypoints = weights.convs[-1].weight.shape[0]
         model: RTMPose | YOLOX = build_rtmpose(size, (height, width), num_keypoints)
     elif len(weights.output_shapes) == 1:

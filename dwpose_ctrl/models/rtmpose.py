@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dwpose_ctrl.arguments import check_positive_int, is_integer
 from dwpose_ctrl.models.cspnext import CSPNeXt
 from dwpose_ctrl.models.rtmcc_head import RTMCCHead
 
@@ -67,10 +68,10 @@ def _check_input_size(input_size: tuple[int, int]) -> tuple[int, int]:
     if (
         not isinstance(input_size, (tuple, list))
         or len(input_size) != 2
-        or not all(isinstance(side, int) and side > 0 for side in input_size)
+        or not all(is_integer(side) and side > 0 for side in input_size)
     ):
         raise TypeError(f"input_size must be a (height, width) pair of positive ints, got {input_size!r}")
-    height, width = input_size
+    height, width = int(input_size[0]), int(input_size[1])
     if height % 32 or width % 32:
         raise ValueError(
             f"input_size {input_size} must be multiples of 32 (the head reads the stride-32 map); "
@@ -86,6 +87,5 @@ def build_rtmpose(size: str, input_size: tuple[int, int] = (256, 192), num_keypo
     """
     if size not in RTMPOSE_SIZES:
         raise ValueError(f"unknown RTMPose size {size!r}; choose one of {sorted(RTMPOSE_SIZES)}")
-    if not isinstance(num_keypoints, int) or num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
+    num_keypoints = check_positive_int("num_keypoints", num_keypoints)
     return RTMPose(size, _check_input_size(input_size), num_keypoints)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dwpose_ctrl.arguments import check_positive_int
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
 STRIDES: tuple[int, ...] = (8, 16, 32)
@@ -245,6 +247,4 @@ def build_yolox(size: str, num_classes: int = 80) -> YOLOX:
     """Build a YOLOX detector (``nano``, ``tiny``, ``s``, ``m``, ``l``, ``x``) with official names."""
     if size not in YOLOX_SIZES:
         raise ValueError(f"unknown YOLOX size {size!r}; choose one of {list(YOLOX_SIZES)}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return YOLOX(size, num_classes)
+    return YOLOX(size, check_positive_int("num_classes", num_classes))

@@ -54,13 +54,24 @@ def apply_config_arguments(
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--work-dir, --device, --no-resume and --no-progress: where and how a training run goes."""
+    """--work-dir, --device, --no-resume, --no-progress and --skip-bad-samples: how a run goes."""
     parser.add_argument("--work-dir", type=Path, help="output folder (default: work_dirs/<config name>)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument(
         "--no-resume", action="store_true", help="ignore WORK_DIR/last.pth and start from scratch"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_skip_bad_samples_argument(parser)
+
+
+def add_skip_bad_samples_argument(parser: argparse.ArgumentParser) -> None:
+    """--skip-bad-samples: leave out bad samples instead of stopping before the first step."""
+    parser.add_argument(
+        "--skip-bad-samples",
+        action="store_true",
+        help="leave out samples whose image is missing, unreadable or corrupt or whose box is not finite "
+        "(with a warning); without it such samples stop the run before the first step, all listed",
+    )
 
 
 def work_dir_from_args(args: argparse.Namespace, config_name: str) -> Path:

@@ -47,6 +47,7 @@ def run_distill_command(args: argparse.Namespace, stage: int) -> int:
         device=args.device,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        skip_bad_samples=args.skip_bad_samples,
     )
     print_run_summary(summary)
     return 0

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.commands.common import add_config_arguments
+from training.commands.common import add_config_arguments, add_skip_bad_samples_argument
 
 HELP = "evaluate a results file, or a checkpoint on a dataset (COCO-WholeBody AP/AR)"
 
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers")
     parser.add_argument("--save-predictions", type=Path, help="also write the results file here")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_skip_bad_samples_argument(parser)
 
 
 def _predict(args: argparse.Namespace):
@@ -59,8 +60,9 @@ def _predict(args: argparse.Namespace):
 
     from dwpose_ctrl.models.checkpoints import load_state_dict
     from training.commands.train import load_config_from_args
+    from training.data.checks import check_instances, resolve_problems
     from training.data.instances import load_detections
-    from training.engine import _resolve, build_model, ground_truth_file, load_instances
+    from training.engine import _resolve, build_model, ground_truth_file, load_checked_instances
     from training.evaluate import predictions_to_results
     from training.inference import predict_topdown
 
@@ -71,9 +73,12 @@ def _predict(args: argparse.Namespace):
     gt_file = ground_truth_file(config.data.val, config.data.data_root)
     if args.bbox_file:
         image_root = _resolve(config.data.data_root, config.data.val.image_root)
-        instances = load_detections(args.bbox_file, gt_file, image_root, args.min_box_score)
+        instances, problems = check_instances(
+            load_detections(args.bbox_file, gt_file, image_root, args.min_box_score)
+        )
+        instances = resolve_problems(instances, problems, args.skip_bad_samples, "the detections' images")
     else:
-        instances = load_instances(config.data.val, config.data.data_root, metadata)
+        instances = load_checked_instances(config.data.val, config, args.skip_bad_samples)
     model = build_model(config)
     model.load_state_dict(load_state_dict(args.checkpoint), strict=True)
     device = torch.device(args.device)
@@ -87,12 +92,17 @@ def _predict(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dwpose_ctrl.keypoints import COCO_WHOLEBODY
+    from training.data.instances import read_json_file
     from training.evaluate import evaluate_results, write_results
 
     if args.predictions is not None:
         if args.gt is None:
             raise SystemExit("--predictions needs --gt (the ground-truth annotation file)")
-        gt_file, results, metadata = args.gt, json.loads(args.predictions.read_text()), COCO_WHOLEBODY
+        gt_file, results, metadata = (
+            args.gt,
+            read_json_file(args.predictions, "predictions file"),
+            COCO_WHOLEBODY,
+        )
     elif args.config is not None and args.checkpoint is not None:
         gt_file, results, metadata = _predict(args)
         if args.gt is not None:

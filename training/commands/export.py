@@ -13,7 +13,6 @@ the student after ``distill``, teacher backbone + student head after ``self-dist
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "export a checkpoint to safetensors + ONNX (for DWposeDetector)"
@@ -29,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="distiller checkpoints: which network (stage2 = teacher backbone + student head)",
     )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11)")
+    parser.add_argument("--opset", type=_opset, default=17, help="ONNX opset (11 to the newest torch writes)")
     parser.add_argument("--no-onnx", action="store_true", help="write safetensors only")
     parser.add_argument(
         "--allow-unsafe-pickle",
@@ -38,20 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from dwpose_ctrl.convert import export_model
-    from dwpose_ctrl.models import RTMPose, UnsafeCheckpointError, load_model
+def _opset(text: str) -> int:
+    from dwpose_ctrl.convert import parse_opset
 
-    try:
-        model = load_model(args.checkpoint, part=args.part, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    except (UnsafeCheckpointError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parse_opset(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bad input raises ``ValueError``/``OSError``: ``python -m training`` prints it as one error line."""
+    from dwpose_ctrl.convert import check_out_dir, export_model
+    from dwpose_ctrl.models import RTMPose, load_model
+
+    check_out_dir(args.out)
+    model = load_model(args.checkpoint, part=args.part, allow_unsafe_pickle=args.allow_unsafe_pickle)
     if not isinstance(model, RTMPose):
-        print(
-            f"error: {args.checkpoint} holds a {type(model).__name__}, not an RTMPose model", file=sys.stderr
-        )
-        return 2
+        raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}, not an RTMPose model")
     result = export_model(
         model, args.out, args.name or args.checkpoint.stem, onnx=not args.no_onnx, opset=args.opset
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from dwpose_ctrl.codec import encode_simcc
 from dwpose_ctrl.keypoints import KeypointMetadata
+from training.data.checks import SKIP_FLAG, image_problem
 from training.data.instances import PersonInstance
 from training.data.transforms import AugmentationConfig, augment_instance
 
@@ -67,10 +69,16 @@ def collate_samples(samples: Sequence[tuple]) -> Batch:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8 HWC; a clear error when it cannot be read."""
+    """An image file as RGB uint8 HWC; a clear error saying why when it cannot be read.
+
+    A missing file raises ``FileNotFoundError``, one that exists but cannot be decoded (corrupt,
+    not an image, unreadable) ``ValueError``; both name the file and the reason.
+    """
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
+        problem = image_problem(path) or "the image file is corrupt (OpenCV cannot decode it)"
+        error_type = FileNotFoundError if problem == "the image file is missing" else ValueError
+        raise error_type(f"cannot read image {path}: {problem}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -78,7 +86,9 @@ class TopDownDataset(Dataset):
     """Augmented crops of person instances with their SimCC labels.
 
     ``augmentation`` applies before ``final_stage_epoch``, ``final_augmentation`` from then on
-    (the recipe's pipeline switch); ``None`` for both gives plain padded-box crops.
+    (the recipe's pipeline switch); ``None`` for both gives plain padded-box crops. An image that
+    cannot be decoded stops the run with its name and the reason, or, with ``skip_bad_samples``,
+    gives a warning and the next readable sample in its place.
     """
 
     def __init__(
@@ -91,6 +101,7 @@ class TopDownDataset(Dataset):
         final_augmentation: AugmentationConfig | None = None,
         final_stage_epoch: int | None = None,
         seed: int = 0,
+        skip_bad_samples: bool = False,
     ):
         if not instances:
             raise ValueError("the dataset has no instances (check the annotation files and filters)")
@@ -103,6 +114,7 @@ class TopDownDataset(Dataset):
         self.final_stage_epoch = final_stage_epoch
         self.seed = seed
         self.flip_indices = metadata.flip_indices
+        self.skip_bad_samples = skip_bad_samples
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -115,10 +127,11 @@ class TopDownDataset(Dataset):
     def __getitem__(self, key: SampleKey | int) -> tuple:
         if isinstance(key, (int, np.integer)):
             key = SampleKey(int(key), 0)
-        instance = self.instances[key.index]
+        index, image = self._read_image(key.index)
+        instance = self.instances[index]
         rng = np.random.default_rng([self.seed, key.epoch, key.index])
         crop = augment_instance(
-            read_rgb(instance.image_path),
+            image,
             instance.box,
             instance.keypoints,
             instance.visibility,
@@ -132,6 +145,21 @@ class TopDownDataset(Dataset):
         labels = encode_simcc(crop.keypoints, crop.visibility, self.input_size, self.sigma)
         image = np.ascontiguousarray(crop.image.transpose(2, 0, 1))
         return image, labels.target_x, labels.target_y, labels.weights, key.index
+
+    def _read_image(self, index: int) -> tuple[int, np.ndarray]:
+        """(index, image) of the instance; with ``skip_bad_samples`` an unreadable image is replaced
+        by the next instance whose image can be read (deterministic, so resumed runs agree)."""
+        for offset in range(len(self.instances)):
+            candidate = (index + offset) % len(self.instances)
+            try:
+                return candidate, read_rgb(self.instances[candidate].image_path)
+            except (FileNotFoundError, ValueError) as error:
+                if not self.skip_bad_samples:
+                    raise ValueError(
+                        f"{error}; fix it, or pass {SKIP_FLAG} to leave such samples out"
+                    ) from error
+                warnings.warn(f"{error}; {SKIP_FLAG}: the next sample is used instead", stacklevel=2)
+        raise ValueError("no image of the training data can be read")
 
 
 class EpochSampler(Sampler):

@@ -12,7 +12,6 @@ Image ``file_name`` entries are relative to ``UBody/images``. Training uses 1 im
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -22,7 +21,7 @@ from dwpose_ctrl.files import atomic_path
 from dwpose_ctrl.inputs import MAX_PIXELS
 from dwpose_ctrl.keypoints import COCO_WHOLEBODY, KeypointMetadata
 from dwpose_ctrl.video import check_frame_size
-from training.data.instances import PersonInstance, load_coco_wholebody
+from training.data.instances import PersonInstance, load_annotation_file, load_coco_wholebody
 
 UBODY_SCENES: tuple[str, ...] = (
     "Magic_show", "Entertainment", "ConductMusic", "Online_class", "TalkShow", "Speech", "Fitness",
@@ -57,12 +56,16 @@ def load_ubody(
     metadata: KeypointMetadata = COCO_WHOLEBODY,
     sample_interval: int = UBODY_SAMPLE_INTERVAL,
     filter_instances: bool = True,
+    problems: list | None = None,
 ) -> list[PersonInstance]:
-    """Persons of every UBody scene of ``split``, frames sampled 1 in ``sample_interval`` by image id."""
+    """Persons of every UBody scene of ``split``, frames sampled 1 in ``sample_interval`` by image id.
+
+    ``problems``: see :func:`~training.data.instances.load_coco_wholebody`.
+    """
     instances: list[PersonInstance] = []
     for annotation_file in scene_annotation_files(root, split, scenes):
         instances += load_coco_wholebody(
-            annotation_file, Path(root) / "images", metadata, filter_instances, sample_interval
+            annotation_file, Path(root) / "images", metadata, filter_instances, sample_interval, problems
         )
     return instances
 
@@ -79,8 +82,7 @@ def frames_to_extract(
     pattern = f"{split}_annotations.json" if split else "*_annotations.json"
     needed: dict[str, set[int]] = defaultdict(set)
     for annotation_file in sorted((root / "annotations").glob(f"*/{pattern}")):
-        with open(annotation_file) as handle:
-            images = json.load(handle)["images"]
+        images = load_annotation_file(annotation_file)["images"]
         for image in images:
             if image["id"] % sample_interval:
                 continue
