@@ -7,7 +7,7 @@ warm-up its own schedule with --set; the published recipe's 270 epochs are far m
 
 Examples:
   python -m training warmup --config rtmpose_t_256x192 --work-dir runs/t_warmup \\
-      --set schedule.max_epochs=30 --set optim.lr=2e-3 --set optim.base_batch_size=64
+      --set schedule.max_epochs=30 --set optim.lr=2e-3
   python -m training train --config rtmpose_t_256x192 \\
       --set model.init_checkpoint='runs/t_warmup/backbone.pth'
 
