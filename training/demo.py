@@ -44,7 +44,7 @@ class DemoSettings:
     model_size: str = "t"
     input_size: tuple[int, int] = (128, 96)
     batch_size: int = 16
-    warmup_iterations: int = 2000
+    warmup_iterations: int = 3200
     warmup_lr: float = 2e-3
     iterations: int = 800
     lr: float = 2e-3

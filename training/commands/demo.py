@@ -1,7 +1,7 @@
 """Show the trainer learning on a fresh checkout, no data or weights needed.
 
 Makes a synthetic training set (1024 people) and a held-out set (256, another generator seed),
-warms up an RTMPose-t backbone with the GAU bypassed (2000 iterations), trains RTMPose-t with the
+warms up an RTMPose-t backbone with the GAU bypassed (3200 iterations), trains RTMPose-t with the
 official RTMCC head on it (800 iterations, the recipe's final-stage augmentation) and scores it on
 the held-out people. The last line printed is a JSON object with body_ap, body_ap50,
 median_error_over_mean_pose (below 1: better than predicting the same mean pose for everyone)
