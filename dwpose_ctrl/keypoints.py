@@ -112,6 +112,7 @@ WHOLEBODY_FLIP_PAIRS = BODY_FLIP_PAIRS + FOOT_FLIP_PAIRS + FACE_FLIP_PAIRS + HAN
 
 UPPER_BODY_IDS = tuple(range(0, 11))
 LOWER_BODY_IDS = tuple(range(11, 17))
+WHOLEBODY_LOWER_BODY_IDS = tuple(range(11, 23))  # mmpose's metainfo types the six feet 'lower' too
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ COCO_WHOLEBODY = KeypointMetadata(
     sigmas=WHOLEBODY_SIGMAS,
     parts=dict(PART_SLICES),
     upper_body_ids=UPPER_BODY_IDS,
-    lower_body_ids=LOWER_BODY_IDS,
+    lower_body_ids=WHOLEBODY_LOWER_BODY_IDS,
 )
 
 COCO_BODY = KeypointMetadata(

@@ -41,7 +41,8 @@ def _instance(box, keypoints, visibility):
 
 
 def test_normalised_errors_divide_labelled_distances_by_the_box_diagonal():
-    keypoint_error = _load("keypoint_error")
+    from training import localisation as keypoint_error
+
     instance = _instance([0, 0, 30, 40], [[0, 0], [10, 10], [5, 5]], [1, 1, 0])  # diagonal 50
     predicted = [np.array([[3.0, 4.0], [10.0, 10.0], [100.0, 100.0]])]
     errors = keypoint_error.normalised_errors(predicted, [instance], slice(None))
@@ -50,7 +51,8 @@ def test_normalised_errors_divide_labelled_distances_by_the_box_diagonal():
 
 
 def test_mean_pose_guess_places_each_keypoint_at_its_mean_box_position():
-    keypoint_error = _load("keypoint_error")
+    from training import localisation as keypoint_error
+
     first = _instance([0, 0, 10, 10], [[2, 4], [0, 0]], [1, 0])
     second = _instance([10, 20, 30, 60], [[18, 36], [20, 40]], [1, 1])  # relative (0.4, 0.4), (0.5, 0.5)
     guesses = keypoint_error.mean_pose_guess([first, second])

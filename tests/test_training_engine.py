@@ -54,19 +54,21 @@ def _losses(work_dir: Path) -> list[float]:
 def test_loss_goes_down(data_root, tmp_path):
     config = _config(
         data_root, "schedule.max_epochs=1", "schedule.warmup_iters=1", "schedule.cosine_begin_epoch=1",
-        "data.batch_size=6", "ema.enabled=False", "optim.lr=3e-4",
+        "data.batch_size=6", "ema.enabled=False", "optim.lr=5e-4",
     )  # fmt: skip
-    # the same few un-augmented crops seen six times in the epoch: the model must start to fit them
+    # the same few un-augmented crops seen twelve times in the epoch: the model must start to fit
+    # them. mmpose's head init starts at the loss of flat logits (0.28 here), so the loss falls by
+    # a third in 20 steps rather than collapsing from the 30+ of PyTorch's default init.
     config = replace(
         config,
         augmentation=AugmentationConfig.none(),
         final_augmentation=AugmentationConfig.none(),
-        data=replace(config.data, train=(config.data.train[0],) * 6),
+        data=replace(config.data, train=(config.data.train[0],) * 12),
     )
     summary = train(config, tmp_path, progress=False)
     losses = _losses(tmp_path)
-    assert summary.iterations == len(losses) >= 8
-    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
+    assert summary.iterations == len(losses) >= 16
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:2]), losses
 
 
 class _CrashingTask(PoseTask):

@@ -12,6 +12,8 @@ import sys
 
 COMMANDS: dict[str, str] = {
     "train": "training.commands.train",
+    "warmup": "training.commands.warmup",
+    "demo": "training.commands.demo",
     "eval": "training.commands.evaluate",
     "make-synthetic": "training.commands.synthetic",
     "extract-ubody-frames": "training.commands.ubody_frames",

@@ -22,6 +22,7 @@ from typing import Any
 from dwpose_ctrl.codec import default_simcc_sigma
 from dwpose_ctrl.keypoints import KEYPOINT_LAYOUTS, KeypointMetadata
 from training.data.transforms import AugmentationConfig
+from training.pretrained import pretrained_backbone_for
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASET_KINDS = ("coco_wholebody", "ubody")
@@ -196,7 +197,9 @@ def keypoint_layout(name: str) -> KeypointMetadata:
 
 def wholebody_recipe(size: str, input_size: tuple[int, int] = (256, 192), **changes: Any) -> TrainConfig:
     """The published RTMPose whole-body recipe (COCO-WholeBody + UBody, 270 epochs, batch 512 at
-    256x192 / 256 at 384x288, AdamW 4e-3) for one model size; ``changes`` replace top-level fields."""
+    256x192 / 256 at 384x288, AdamW 4e-3 not rescaled to the real batch (mmengine's auto_scale_lr is
+    off unless asked for), the size's pose-pretrained CSPNeXt backbone) for one model size;
+    ``changes`` replace top-level fields."""
     data_root = "data"
     train = (
         DatasetConfig(
@@ -214,13 +217,20 @@ def wholebody_recipe(size: str, input_size: tuple[int, int] = (256, 192), **chan
     batch_size = 64 if input_size == (256, 192) else 32
     config = TrainConfig(
         name=f"rtmpose-{size}_coco-ubody-wholebody-{input_size[0]}x{input_size[1]}",
-        model=ModelConfig(size=size, input_size=input_size),
+        model=ModelConfig(
+            size=size, input_size=input_size, init_checkpoint=pretrained_backbone_for(size).name
+        ),
         data=DataConfig(train=train, val=val, data_root=data_root, batch_size=batch_size, val_batch_size=32),
-        optim=OptimConfig(lr=4e-3, weight_decay=0.05, base_batch_size=8 * batch_size, scale_lr=True),
+        optim=OptimConfig(lr=4e-3, weight_decay=0.05, base_batch_size=8 * batch_size, scale_lr=False),
         schedule=ScheduleConfig(
             max_epochs=270, warmup_iters=1000, cosine_begin_epoch=135, min_lr_factor=0.05
         ),
     )
+    if size == "x":  # RTMPose-x's own settings: stronger scale/rotation in both pipelines, clip 35
+        strong = AugmentationConfig(scale_range=(0.5, 1.5), rotate_factor=90.0)
+        final = replace(strong, shift_factor=0.0, dropout_probability=0.5)
+        optim = replace(config.optim, clip_grad_norm=35.0)
+        config = replace(config, augmentation=strong, final_augmentation=final, optim=optim)
     return replace(config, **changes)
 
 

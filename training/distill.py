@@ -49,7 +49,7 @@ from training.distill_losses import (
     LogitDistillLoss,
     distill_decay,
 )
-from training.engine import SimccBatchLoss, TrainSummary, build_model, train
+from training.engine import SimccBatchLoss, TrainSummary, build_model, train, warn_if_random_backbone
 
 Simcc = tuple[torch.Tensor, torch.Tensor]
 GtLoss = Callable[[Simcc, Any], torch.Tensor]
@@ -381,6 +381,7 @@ def load_teacher(teacher: TeacherConfig, model: ModelConfig) -> nn.Module:
 def stage1_task(config: Stage1Config, train_config: TrainConfig | None = None) -> Stage1Distiller:
     """The stage-1 task: the student of ``train_config`` (default ``config.train``) and the teacher."""
     train_config = train_config or config.train
+    warn_if_random_backbone(train_config)
     return Stage1Distiller(
         load_teacher(config.teacher, train_config.model),
         build_model(train_config),

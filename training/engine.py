@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ from training.data.ubody import load_ubody
 from training.evaluate import evaluate_results, predictions_to_results
 from training.inference import predict_topdown
 from training.losses import SimccKLLoss
+from training.pretrained import load_backbone, resolve_backbone_checkpoint
 
 CHECKPOINT_NAME = "last.pth"
 BEST_NAME = "best.pth"
@@ -67,25 +69,40 @@ _NORM_LAYERS = (
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The RTMPose network of ``config.model``, initialised from ``init_checkpoint`` if given."""
+    """The RTMPose network of ``config.model``, initialised from ``init_checkpoint`` if given.
+
+    ``init_kind='backbone'`` loads the checkpoint's ``backbone.*`` tensors strictly (a pretrained
+    CSPNeXt, see :mod:`training.pretrained`); ``'whole'`` loads a whole RTMPose model strictly.
+    """
     model_config = config.model
     model = build_rtmpose(
         model_config.size, tuple(model_config.input_size), model_config.metadata.num_keypoints
     )
     if model_config.init_checkpoint:
-        state = load_state_dict(model_config.init_checkpoint)
+        path = resolve_backbone_checkpoint(model_config.init_checkpoint)
+        state = load_state_dict(path)
         if model_config.init_kind == "backbone":
-            backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-            state = backbone or state
-            missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-            if unexpected or len(missing) == len(model.backbone.state_dict()):
-                raise ValueError(
-                    f"{model_config.init_checkpoint} does not fit the RTMPose-{model_config.size} backbone "
-                    f"(unexpected: {unexpected[:5]}, missing: {missing[:5]})"
-                )
+            load_backbone(model.backbone, state, str(path))
         else:
             model.load_state_dict(state, strict=True)
     return model
+
+
+def warn_if_random_backbone(config: TrainConfig) -> None:
+    """Warn that a run whose backbone starts random is not the published recipe."""
+    if not config.model.init_checkpoint:
+        warnings.warn(
+            f"{config.name}: the backbone starts from random weights, which is not the published recipe "
+            "(it loads a pose-pretrained CSPNeXt). From a random backbone the RTMCC head sits on the "
+            "SimCC mean-pose plateau for thousands of iterations. Set model.init_checkpoint to a "
+            "pretrained backbone, or warm one up first: python -m training warmup (docs/training.md)",
+            RandomBackboneWarning,
+            stacklevel=2,
+        )
+
+
+class RandomBackboneWarning(UserWarning):
+    """Training starts with a random backbone (not the published recipe)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,7 @@ TaskFactory = Callable[[TrainConfig], nn.Module]
 def default_task(config: TrainConfig) -> nn.Module:
     """:class:`PoseTask` of the config's model; compiled in place (same state-dict names) when
     ``config.compile``."""
+    warn_if_random_backbone(config)
     model = build_model(config)
     if config.compile:
         model.compile()

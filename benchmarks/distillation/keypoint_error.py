@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,40 +29,7 @@ if str(ROOT) not in sys.path:
 from training.config import TrainConfig  # noqa: E402
 from training.engine import build_model, load_instances  # noqa: E402
 from training.inference import predict_topdown  # noqa: E402
-
-BODY = slice(0, 17)
-PARTS = {"body_error": BODY, "wholebody_error": slice(None)}
-
-
-def normalised_errors(predicted: list[np.ndarray], instances, part: slice) -> np.ndarray:
-    """Distance / box diagonal of every labelled keypoint of ``part``."""
-    errors = []
-    for keypoints, instance in zip(predicted, instances, strict=True):
-        labelled = instance.visibility[part] > 0
-        diagonal = float(np.hypot(*(instance.box[2:] - instance.box[:2])))
-        distance = np.linalg.norm(keypoints[part][labelled] - instance.keypoints[part][labelled], axis=1)
-        errors.append(distance / diagonal)
-    return np.concatenate(errors)
-
-
-def mean_pose_guess(instances) -> list[np.ndarray]:
-    """Every keypoint at its mean labelled position in box-normalised coordinates."""
-    offsets = np.zeros((len(instances[0].keypoints), 2))
-    counts = np.zeros((len(instances[0].keypoints), 1))
-    for instance in instances:
-        size = instance.box[2:] - instance.box[:2]
-        labelled = instance.visibility > 0
-        offsets[labelled] += (instance.keypoints[labelled] - instance.box[:2]) / size
-        counts[labelled] += 1
-    mean = offsets / np.maximum(counts, 1)
-    return [instance.box[:2] + mean * (instance.box[2:] - instance.box[:2]) for instance in instances]
-
-
-def median_errors(predicted: list[np.ndarray], instances) -> dict[str, float]:
-    """``body_error`` and ``wholebody_error``: median normalised error of each part."""
-    return {
-        name: float(np.median(normalised_errors(predicted, instances, part))) for name, part in PARTS.items()
-    }
+from training.localisation import mean_pose_guess, median_errors  # noqa: E402
 
 
 def held_out_instances(config: TrainConfig):

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 SIMCC_SPLIT_RATIO = 2.0
+FINAL_CONV_INIT_STD = 0.001
+LINEAR_INIT_STD = 0.01
 HIDDEN_DIMS = 256
 ATTENTION_DIMS = 128
 EXPANSION_FACTOR = 2
@@ -54,7 +56,6 @@ class GatedAttentionUnit(nn.Module):
         self.res_scale = Scale(dims)
         self.act = nn.SiLU()
         self.sqrt_s = math.sqrt(attention_dims)
-        nn.init.xavier_uniform_(self.uv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         uv = self.act(self.uv(self.ln(x)))
@@ -66,7 +67,11 @@ class GatedAttentionUnit(nn.Module):
 
 
 class RTMCCHead(nn.Module):
-    """7x7 conv to K maps -> flatten -> ScaleNorm + Linear -> GAU -> ``cls_x`` and ``cls_y`` logits."""
+    """7x7 conv to K maps -> flatten -> ScaleNorm + Linear -> GAU -> ``cls_x`` and ``cls_y`` logits.
+
+    Built with mmpose's initialisation (:meth:`reset_parameters`), so the first SimCC logits are
+    nearly uniform, as in an mmpose-built model.
+    """
 
     def __init__(self, in_channels: int, input_size: tuple[int, int], num_keypoints: int):
         super().__init__()
@@ -80,6 +85,19 @@ class RTMCCHead(nn.Module):
         self.gau = GatedAttentionUnit()
         self.cls_x = nn.Linear(HIDDEN_DIMS, int(width * SIMCC_SPLIT_RATIO), bias=False)
         self.cls_y = nn.Linear(HIDDEN_DIMS, int(height * SIMCC_SPLIT_RATIO), bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """mmpose's ``RTMCCHead.default_init_cfg``, which mmengine applies to every submodule:
+        each Conv2d Normal(0, 0.001), each Linear (``mlp.1``, GAU ``uv`` and ``o``, ``cls_x``,
+        ``cls_y``) Normal(0, 0.01), biases 0. As in mmpose, the ScaleNorm gains and the residual
+        scale stay 1 and the GAU's ``gamma`` and ``beta`` U(0, 1)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                std = FINAL_CONV_INIT_STD if isinstance(module, nn.Conv2d) else LINEAR_INIT_STD
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.flatten(self.final_layer(features), 2)

@@ -100,6 +100,59 @@ def _hand(root: np.ndarray, direction: float, size: float, curl: np.ndarray, mir
     return points
 
 
+@dataclass(frozen=True)
+class LimbRange:
+    """One limb's segment lengths (in units of height / 7.5) and angle ranges in degrees.
+
+    ``abduction``: the first segment's angle away from the body's midline (0 = hanging along
+    the body, 90 = out to the side, 180 = straight up); ``bend``: the second segment's angle to
+    the first, positive outwards. ``min_clearance``: how far (in units) the end point must stay on
+    its own side of the midline; a draw that ends closer is drawn again.
+    """
+
+    lengths: tuple[float, float]
+    abduction: tuple[float, float]
+    bend: tuple[float, float]
+    min_clearance: float
+
+
+# Upper arm 0.2 and forearm 0.17 of the height, shoulder abduction up to 165 degrees, elbow
+# flexion up to 130 degrees seen from the front; thigh 0.25 and shin 0.24, hips abducted 0-35
+# degrees (so knees are never medial of the hips), knees seen bent by up to 20 degrees inwards.
+ARM = LimbRange(lengths=(1.5, 1.3), abduction=(-15.0, 165.0), bend=(-130.0, 60.0), min_clearance=0.1)
+LEG = LimbRange(lengths=(1.9, 1.8), abduction=(0.0, 35.0), bend=(-20.0, 30.0), min_clearance=0.15)
+_LIMB_DRAWS = 10
+
+
+def _limb(
+    rng: np.random.Generator,
+    root: np.ndarray,
+    pelvis: np.ndarray,
+    outward: np.ndarray,
+    lean: float,
+    sign: float,
+    limb: LimbRange,
+    unit: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Middle joint, end point and the second segment's angle of one limb starting at ``root``.
+
+    The body's midline runs through ``pelvis``; ``outward`` (unit length) points from it
+    towards this side; ``sign`` is +1 for the left side (image angles turn the other way round on
+    the two sides).
+    """
+    first_length, second_length = (length * unit for length in limb.lengths)
+    for draw in range(_LIMB_DRAWS + 1):
+        abduction = rng.uniform(*limb.abduction)
+        bend = rng.uniform(*limb.bend) if draw < _LIMB_DRAWS else 0.0
+        first_angle = lean - sign * abduction
+        middle = root + _rotate(np.array([0.0, first_length]), first_angle)
+        second_angle = first_angle - sign * bend
+        end = middle + _rotate(np.array([0.0, second_length]), second_angle)
+        if float(np.dot(end - pelvis, outward)) >= limb.min_clearance * unit:
+            break
+    return middle, end, second_angle
+
+
 def _figure(rng: np.random.Generator, height: float, pelvis: np.ndarray) -> _Figure:
     """Random pose of a figure ``height`` pixels tall, pelvis at ``pelvis``."""
     u = height / 7.5
@@ -124,19 +177,13 @@ def _figure(rng: np.random.Generator, height: float, pelvis: np.ndarray) -> _Fig
     wrists = {}
     for name, sign, shoulder_id, elbow_id, wrist_id in (("left", 1, 5, 7, 9), ("right", -1, 6, 8, 10)):
         keypoints[shoulder_id] = shoulders[name]
-        upper_angle = lean + sign * rng.uniform(-20, 160)
-        elbow = shoulders[name] + _rotate(np.array([0.0, 1.5 * u]), upper_angle)
-        fore_angle = upper_angle + sign * rng.uniform(-10, 140)
-        wrist = elbow + _rotate(np.array([0.0, 1.3 * u]), fore_angle)
+        elbow, wrist, fore_angle = _limb(rng, shoulders[name], pelvis, side * sign, lean, sign, ARM, u)
         keypoints[elbow_id], keypoints[wrist_id] = elbow, wrist
         wrists[name] = (wrist, fore_angle)
     ankles = {}
     for name, sign, hip_id, knee_id, ankle_id in (("left", 1, 11, 13, 15), ("right", -1, 12, 14, 16)):
         keypoints[hip_id] = hips[name]
-        thigh_angle = lean + sign * rng.uniform(-15, 60)
-        knee = hips[name] + _rotate(np.array([0.0, 1.9 * u]), thigh_angle)
-        shin_angle = thigh_angle - sign * rng.uniform(0, 70)
-        ankle = knee + _rotate(np.array([0.0, 1.8 * u]), shin_angle)
+        knee, ankle, shin_angle = _limb(rng, hips[name], pelvis, side * sign, lean, sign, LEG, u)
         keypoints[knee_id], keypoints[ankle_id] = knee, ankle
         ankles[name] = (ankle, shin_angle)
     for name, sign, first in (("left", 1.0, 17), ("right", -1.0, 20)):
