@@ -18,6 +18,7 @@ INCLUDED_SECTIONS = (
     ("dwpose-render on a folder", BENCHMARKS / "results_render.md"),
     ("Training speed", BENCHMARKS / "results_training.md"),
     ("Distillation", BENCHMARKS / "distillation" / "RESULTS_SECTION.md"),
+    ("Offline smoothing vs One-Euro", BENCHMARKS / "results_smoothing.md"),
 )
 INCLUDED_MARKER = "<!-- included from"
 COMMANDS_HEADING = "## Exact commands"
