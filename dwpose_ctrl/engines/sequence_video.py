@@ -1,0 +1,208 @@
+"""Videos processed as whole clips: estimate every frame, then fill gaps, smooth and retarget, then draw.
+
+The streaming path of :mod:`dwpose_ctrl.engines.item` draws each frame as soon as it is estimated.
+Offline smoothing (zero lag), gap filling and retargeting onto a reference need the whole clip, so
+with :class:`~dwpose_ctrl.engines.item.SequenceSettings` a video takes two passes: the first
+estimates and tracks every frame, keeping only the persons; the sequence is then processed
+(:func:`dwpose_ctrl.sequence.smooth_sequence`, :func:`dwpose_ctrl.sequence.fill_gaps`,
+:func:`dwpose_ctrl.retarget.retarget_sequence`); the second pass draws and encodes every frame
+(decoding the video again only for overlays of an unaligned clip).
+
+Aligned clips are drawn on the reference's canvas: the maps have the size ``--image-resolution``
+gives for the reference image (or the canvas of a reference JSON), overlays are drawn over the
+reference image, and JSON coordinates are pixels of the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dwpose_ctrl.engines.item import (
+    Interrupted,
+    ItemError,
+    JobSettings,
+    VideoPoseTracker,
+    decode_image,
+    encode_json,
+    encode_png,
+    open_map_writers,
+    open_video_source,
+)
+from dwpose_ctrl.engines.plan import frame_name
+from dwpose_ctrl.engines.pose import PoseEstimator
+from dwpose_ctrl.engines.storage import Storage, join
+from dwpose_ctrl.openpose import OpenPoseFrame, persons_to_openpose
+from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.retarget import retarget_sequence
+from dwpose_ctrl.sequence import (
+    PoseSequence,
+    fill_gaps,
+    sequence_from_json,
+    sequence_to_json,
+    smooth_sequence,
+)
+from dwpose_ctrl.video import open_video
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The character a clip is aligned to: its pose, the map size, the JSON pixel size, the overlay canvas."""
+
+    pose: OpenPoseFrame
+    output_size: tuple[int, int]
+    json_size: tuple[int, int]
+    image: np.ndarray | None
+
+
+def load_reference(location: str, storage: Storage, estimator: PoseEstimator, job: JobSettings) -> Reference:
+    """The reference of ``--align-to``: an OpenPose JSON file (its first frame) or an image whose
+    persons the estimator finds at the job's detection resolution."""
+    try:
+        data = storage.read_bytes(location)
+    except OSError as error:
+        raise ItemError(f"cannot read the reference {location}: {error.strerror or error}") from error
+    if location.lower().endswith(".json"):
+        try:
+            sequence = sequence_from_json(json.loads(data), estimator.keypoint_threshold)
+        except (ValueError, TypeError) as error:
+            raise ItemError(f"the reference {location} is not OpenPose JSON: {error}") from error
+        if not sequence.frames:
+            raise ItemError(f"the reference {location} holds no frame")
+        pose = sequence.frames[0].pose
+        size = (pose.width, pose.height)
+        return Reference(pose, job.render.output_size(pose.height, pose.width), size, None)
+    try:
+        rgb = decode_image(data, job.max_pixels)
+    except ItemError as error:
+        raise ItemError(f"the reference {location}: {error}") from error
+    detection = job.render.detection_image(rgb)
+    persons = estimator.estimate(detection, job.render.detection_scale(rgb, detection))
+    height, width = detection.shape[:2]
+    pose = persons_to_openpose(persons, width, height, estimator.keypoint_threshold)
+    output_size = job.render.output_size(rgb.shape[0], rgb.shape[1])
+    return Reference(pose, output_size, (rgb.shape[1], rgb.shape[0]), detection)
+
+
+@dataclass(frozen=True)
+class _Estimated:
+    sequence: PoseSequence
+    timestamps: list[int]
+    source_size: tuple[int, int]  # (width, height) of the video
+
+
+def _estimate_clip(item, estimator, job, storage, stop) -> tuple[_Estimated, object]:
+    """First pass: persons of every frame with stable IDs (no drawing)."""
+    tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
+    persons_per_frame, timestamps = [], []
+    canvas = None
+    source = open_video_source(item.source.location, storage)
+    try:
+        with open_video(source) as (info, frames):
+            for frame in frames:
+                if stop is not None and stop.is_set():
+                    raise Interrupted(f"stopped at frame {frame.index} (estimating)")
+                detection_image = job.render.detection_image(frame.image)
+                scale = job.render.detection_scale(frame.image, detection_image)
+                persons_per_frame.append(tracker(frame.index, detection_image, frame.seconds, scale))
+                timestamps.append(frame.pts)
+                canvas = detection_image.shape[1], detection_image.shape[0]
+    finally:
+        if not isinstance(source, str):
+            source.close()
+    if canvas is None:
+        raise ItemError("the video has no decodable frame")
+    sequence = PoseSequence.from_persons(persons_per_frame, *canvas, estimator.keypoint_threshold)
+    return _Estimated(sequence, timestamps, (info.width, info.height)), info
+
+
+def process_sequence(sequence: PoseSequence, job: JobSettings, reference: Reference | None) -> PoseSequence:
+    """Gap filling, offline smoothing and retargeting as ``job.sequence`` asks."""
+    settings = job.sequence
+    if settings.smooth:
+        sequence = smooth_sequence(sequence, radius=settings.smooth_radius, max_gap=settings.fill_gaps)
+    elif settings.fill_gaps:
+        sequence = fill_gaps(sequence, settings.fill_gaps)
+    if reference is not None:
+        try:
+            sequence = retarget_sequence(sequence, reference.pose, settings.align_method)
+        except ValueError as error:
+            raise ItemError(f"cannot align to {settings.align_to}: {error}") from error
+    return sequence
+
+
+def _draw(
+    pose: OpenPoseFrame, size: tuple[int, int], options: RenderOptions, canvas: np.ndarray | None = None
+) -> np.ndarray:
+    """The map (or overlay) drawn at the pose's canvas size, then resized (linear) to ``size``
+    (height, width), as the streaming path does."""
+    drawn = draw_openpose(pose, canvas, options)
+    if drawn.shape[:2] == size:
+        return drawn
+    return cv2.resize(drawn, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def render_video_sequence(
+    item,
+    estimator: PoseEstimator,
+    job: JobSettings,
+    storage: Storage,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> int:
+    """Render a video item in two passes (see the module docstring); the frame count."""
+    reference = None
+    if job.sequence.align_to is not None:
+        reference = load_reference(job.sequence.align_to, storage, estimator, job)
+    estimated, info = _estimate_clip(item, estimator, job, storage, stop)
+    sequence = process_sequence(estimated.sequence, job, reference)
+    if reference is None:
+        output_size = job.render.output_size(estimated.source_size[1], estimated.source_size[0])
+        json_size = estimated.source_size
+    else:
+        output_size, json_size = reference.output_size, reference.json_size
+    entries = sequence_to_json(sequence, *json_size)
+    options = job.render.render_options
+    with contextlib.ExitStack() as staged:
+        writers = open_map_writers(item, storage, staged, job, info, output_size[1], output_size[0])
+        overlays = None
+        if len(writers) > 1 and reference is None:
+            source = open_video_source(item.source.location, storage)
+            if not isinstance(source, str):
+                staged.callback(source.close)
+            overlays = (
+                job.render.detection_image(frame.image)
+                for frame in staged.enter_context(open_video(source))[1]
+            )
+        try:
+            for index, (frame, entry) in enumerate(zip(sequence.frames, entries, strict=True)):
+                if stop is not None and stop.is_set():
+                    raise Interrupted(f"stopped at frame {index}")
+                name = frame_name(index)
+                if job.outputs.json:
+                    storage.write_bytes(join(item.frames_dir, name + ".json"), encode_json(entry))
+                control_map = _draw(frame.pose, output_size, options)
+                if job.outputs.frames:
+                    storage.write_bytes(join(item.frames_dir, name + ".png"), encode_png(control_map))
+                writers[0].write(control_map, estimated.timestamps[index])
+                if len(writers) > 1:
+                    canvas = reference.image if reference is not None else next(overlays)
+                    overlay = _draw(frame.pose, output_size, options, canvas)
+                    writers[1].write(overlay, estimated.timestamps[index])
+                if on_frame is not None:
+                    on_frame()
+            if item.json is not None:
+                storage.write_bytes(item.json, encode_json(entries))
+            for writer in writers:
+                writer.close()
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+    return len(sequence)
