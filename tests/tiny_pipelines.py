@@ -337,6 +337,24 @@ def save_posing_detector(
     return det_path, pose_path
 
 
+def save_tiny_motion_adapter(path: Path, unet_dir: Path, seed: int = 0) -> Path:
+    """A random AnimateDiff ``MotionAdapter`` whose blocks match the UNet saved in ``unet_dir``
+    (e.g. ``save_tiny_sd_controlnet(...) / "unet"``), saved under ``path`` (returned), so that
+    ``AnimateDiffControlNetPipeline.from_pretrained(sd, motion_adapter=..., controlnet=...)`` loads."""
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    config = UNet2DConditionModel.load_config(unet_dir)
+    MotionAdapter(
+        block_out_channels=config["block_out_channels"],
+        motion_layers_per_block=config["layers_per_block"],
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=config["norm_num_groups"],
+        motion_max_seq_length=32,
+    ).save_pretrained(path)
+    return Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
