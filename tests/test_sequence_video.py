@@ -151,3 +151,20 @@ def test_cli_aligns_a_driving_clip_to_a_reference_photo_with_onnx_models(tmp_pat
         for parent, child in SEGMENTS[:17]:
             expected = np.linalg.norm(reference_body[child] - reference_body[parent])
             assert np.linalg.norm(body[child] - body[parent]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_reference_without_a_person_fails_the_video_with_its_reason(tmp_path, capsys):
+    video = write_video(tmp_path / "clip.mp4", moving_frames(3))
+    Image.fromarray(blob_image(64, 64, [])).save(tmp_path / "empty.png")
+    (tmp_path / "bad.json").write_text('{"people": []}')
+    for reference, reason in (
+        ("empty.png", "the reference has no person"),
+        ("bad.json", "not OpenPose JSON"),
+    ):
+        out = tmp_path / f"out_{reference}"
+        assert (
+            main([str(video), "-o", str(out), "--align-to", str(tmp_path / reference), *SMALL], blob_factory)
+            == 1
+        )
+        assert reason in capsys.readouterr().err
+        assert not list(out.glob("*.mp4"))
