@@ -168,3 +168,30 @@ def test_a_reference_without_a_person_fails_the_video_with_its_reason(tmp_path, 
         )
         assert reason in capsys.readouterr().err
         assert not list(out.glob("*.mp4"))
+
+
+@pytest.mark.slow
+def test_the_python_examples_in_docs_video_md_run(tmp_path, monkeypatch):
+    from tiny_pipelines import save_posing_detector
+
+    doc = ROOT / "docs" / "video.md"
+    if not doc.exists():
+        pytest.skip("docs/video.md is not in this checkout")
+    det_model, pose_model = save_posing_detector(tmp_path / "models")
+    monkeypatch.chdir(tmp_path)
+    write_video(
+        tmp_path / "driving.mp4", [blob_image(96, 96, [(20 + 4 * t, 10, 40, 70)], seed=t) for t in range(5)]
+    )
+    Image.open(ROOT / "examples" / "images" / "astronaut.png").save(tmp_path / "reference.png")
+    (tmp_path / "clip.mp4").write_bytes((tmp_path / "driving.mp4").read_bytes())
+    assert main(["clip.mp4", "-o", "out", "--json", *SMALL], blob_factory) == 0  # out/clip/*.json
+    blocks = [block.split("```", 1)[0] for block in doc.read_text().split("```python\n")[1:]]
+    assert len(blocks) == 2
+    namespace: dict = {}
+    first = blocks[0].replace("DWposeDetector()", f"DWposeDetector({str(det_model)!r}, {str(pose_model)!r})")
+    exec(compile(first, str(doc), "exec"), namespace)
+    assert len(namespace["maps"]) == 5 and namespace["maps"][0].shape == (512, 512, 3)  # astronaut.png
+    assert len(json.loads((tmp_path / "driving.json").read_text())) == 5
+    namespace["sequence"] = namespace["aligned"]
+    exec(compile(blocks[1], str(doc), "exec"), namespace)
+    assert len(namespace["sequence"]) == 5 and namespace["sequence"].frames[0].track_ids == (0,)
