@@ -66,6 +66,24 @@ def test_streamed_video_json_also_writes_the_sequence_file(tmp_path):
     assert [p["person_id"] for p in sequence[0]["people"]] == [[0], [1]]
 
 
+def test_two_passes_with_nothing_to_change_give_the_streamed_outputs(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", moving_frames(6))
+    common = [str(video), "--json", "--frames", "--overlay", "--video-codec", "ffv1", *SMALL]
+    assert main([*common, "-o", str(tmp_path / "streamed")], blob_factory) == 0
+    # every keypoint of the fake estimator is visible in every frame: no gap to fill
+    assert main([*common, "-o", str(tmp_path / "two_passes"), "--fill-gaps", "3"], blob_factory) == 0
+    for name in ("clip.mkv", "clip.overlay.mkv"):
+        streamed = read_video(tmp_path / "streamed" / name)[1]
+        two_passes = read_video(tmp_path / "two_passes" / name)[1]
+        assert len(streamed) == len(two_passes) == 6
+        for first, second in zip(streamed, two_passes, strict=True):
+            np.testing.assert_array_equal(first.image, second.image)
+            assert first.pts == second.pts
+    for relative in ["clip.json"] + [f"clip/{i:06d}.json" for i in range(6)]:
+        streamed_json = json.loads((tmp_path / "streamed" / relative).read_text())
+        assert json.loads((tmp_path / "two_passes" / relative).read_text()) == streamed_json
+
+
 def test_aligned_smoothed_video_end_to_end_with_a_fake_estimator(tmp_path):
     video = write_video(tmp_path / "clip.mp4", moving_frames(6))
     reference = blob_image(200, 150, [(40, 20, 60, 160)])
