@@ -213,3 +213,12 @@ def test_the_python_examples_in_docs_video_md_run(tmp_path, monkeypatch):
     namespace["sequence"] = namespace["aligned"]
     exec(compile(blocks[1], str(doc), "exec"), namespace)
     assert len(namespace["sequence"]) == 5 and namespace["sequence"].frames[0].track_ids == (0,)
+
+
+def test_a_broken_video_fails_with_its_reason_in_two_passes(tmp_path, capsys):
+    video = write_video(tmp_path / "clip.mp4", moving_frames(4))
+    (tmp_path / "broken.mp4").write_bytes(video.read_bytes()[:600])
+    argv = [str(tmp_path / "broken.mp4"), "-o", str(tmp_path / "out"), "--smooth", *SMALL]
+    assert main(argv, blob_factory) == 1
+    assert "broken.mp4" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.mp4"))

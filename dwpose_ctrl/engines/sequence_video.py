@@ -35,7 +35,7 @@ from dwpose_ctrl.engines.item import (
     open_map_writers,
     open_video_source,
 )
-from dwpose_ctrl.engines.plan import frame_name
+from dwpose_ctrl.engines.plan import WorkItem, frame_name
 from dwpose_ctrl.engines.pose import PoseEstimator
 from dwpose_ctrl.engines.storage import Storage, join
 from dwpose_ctrl.openpose import OpenPoseFrame, persons_to_openpose
@@ -48,7 +48,7 @@ from dwpose_ctrl.sequence import (
     sequence_to_json,
     smooth_sequence,
 )
-from dwpose_ctrl.video import open_video
+from dwpose_ctrl.video import VideoInfo, open_video
 
 
 @dataclass(frozen=True)
@@ -91,13 +91,21 @@ def load_reference(location: str, storage: Storage, estimator: PoseEstimator, jo
 
 
 @dataclass(frozen=True)
-class _Estimated:
+class EstimatedClip:
+    """The first pass's result: the poses of every frame, their timestamps, the video's info."""
+
     sequence: PoseSequence
     timestamps: list[int]
-    source_size: tuple[int, int]  # (width, height) of the video
+    info: VideoInfo
 
 
-def _estimate_clip(item, estimator, job, storage, stop) -> tuple[_Estimated, object]:
+def estimate_clip(
+    item: WorkItem,
+    estimator: PoseEstimator,
+    job: JobSettings,
+    storage: Storage,
+    stop: threading.Event | None = None,
+) -> EstimatedClip:
     """First pass: persons of every frame with stable IDs (no drawing)."""
     tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
     persons_per_frame, timestamps = [], []
@@ -119,7 +127,7 @@ def _estimate_clip(item, estimator, job, storage, stop) -> tuple[_Estimated, obj
     if canvas is None:
         raise ItemError("the video has no decodable frame")
     sequence = PoseSequence.from_persons(persons_per_frame, *canvas, estimator.keypoint_threshold)
-    return _Estimated(sequence, timestamps, (info.width, info.height)), info
+    return EstimatedClip(sequence, timestamps, info)
 
 
 def process_sequence(sequence: PoseSequence, job: JobSettings, reference: Reference | None) -> PoseSequence:
@@ -149,7 +157,7 @@ def _draw(
 
 
 def render_video_sequence(
-    item,
+    item: WorkItem,
     estimator: PoseEstimator,
     job: JobSettings,
     storage: Storage,
@@ -157,14 +165,24 @@ def render_video_sequence(
     on_frame: Callable[[], None] | None = None,
 ) -> int:
     """Render a video item in two passes (see the module docstring); the frame count."""
+    import av
+
+    try:
+        return _render_video_sequence(item, estimator, job, storage, stop, on_frame)
+    except av.FFmpegError as error:
+        raise ItemError(f"broken or unsupported video: {error}") from error
+
+
+def _render_video_sequence(item, estimator, job, storage, stop, on_frame) -> int:
     reference = None
     if job.sequence.align_to is not None:
         reference = load_reference(job.sequence.align_to, storage, estimator, job)
-    estimated, info = _estimate_clip(item, estimator, job, storage, stop)
+    estimated = estimate_clip(item, estimator, job, storage, stop)
+    info = estimated.info
     sequence = process_sequence(estimated.sequence, job, reference)
     if reference is None:
-        output_size = job.render.output_size(estimated.source_size[1], estimated.source_size[0])
-        json_size = estimated.source_size
+        output_size = job.render.output_size(info.height, info.width)
+        json_size = (info.width, info.height)
     else:
         output_size, json_size = reference.output_size, reference.json_size
     entries = sequence_to_json(sequence, *json_size)
