@@ -66,9 +66,20 @@ def test_streamed_video_json_also_writes_the_sequence_file(tmp_path):
     assert [p["person_id"] for p in sequence[0]["people"]] == [[0], [1]]
 
 
-def test_two_passes_with_nothing_to_change_give_the_streamed_outputs(tmp_path):
+@pytest.mark.parametrize("style", ["annotator", "musepose"])
+def test_two_passes_with_nothing_to_change_give_the_streamed_outputs(tmp_path, style):
     video = write_video(tmp_path / "clip.mp4", moving_frames(6))
-    common = [str(video), "--json", "--frames", "--overlay", "--video-codec", "ffv1", *SMALL]
+    common = [
+        str(video),
+        "--json",
+        "--frames",
+        "--overlay",
+        "--video-codec",
+        "ffv1",
+        "--style",
+        style,
+        *SMALL,
+    ]
     assert main([*common, "-o", str(tmp_path / "streamed")], blob_factory) == 0
     # every keypoint of the fake estimator is visible in every frame: no gap to fill
     assert main([*common, "-o", str(tmp_path / "two_passes"), "--fill-gaps", "3"], blob_factory) == 0
@@ -140,7 +151,7 @@ def test_cli_aligns_a_driving_clip_to_a_reference_photo_with_onnx_models(tmp_pat
     reference = ROOT / "examples" / "images" / "grace_hopper.jpg"
     command = [
         sys.executable, "-m", "dwpose_ctrl.cli", str(video), "-o", str(tmp_path / "out"),
-        "--align-to", str(reference), "--smooth", "--json",
+        "--align-to", str(reference), "--smooth", "--style", "mimicmotion", "--json",
         "--det-model", str(det_model), "--pose-model", str(pose_model), *SMALL,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

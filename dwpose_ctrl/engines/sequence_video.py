@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from dwpose_ctrl.engines.item import (
@@ -39,7 +38,7 @@ from dwpose_ctrl.engines.plan import WorkItem, frame_name
 from dwpose_ctrl.engines.pose import PoseEstimator
 from dwpose_ctrl.engines.storage import Storage, join
 from dwpose_ctrl.openpose import OpenPoseFrame, persons_to_openpose
-from dwpose_ctrl.render import RenderOptions, draw_openpose
+from dwpose_ctrl.render import render_map
 from dwpose_ctrl.retarget import retarget_sequence
 from dwpose_ctrl.sequence import (
     PoseSequence,
@@ -145,17 +144,6 @@ def process_sequence(sequence: PoseSequence, job: JobSettings, reference: Refere
     return sequence
 
 
-def _draw(
-    pose: OpenPoseFrame, size: tuple[int, int], options: RenderOptions, canvas: np.ndarray | None = None
-) -> np.ndarray:
-    """The map (or overlay) drawn at the pose's canvas size, then resized (linear) to ``size``
-    (height, width), as the streaming path does."""
-    drawn = draw_openpose(pose, canvas, options)
-    if drawn.shape[:2] == size:
-        return drawn
-    return cv2.resize(drawn, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
 def render_video_sequence(
     item: WorkItem,
     estimator: PoseEstimator,
@@ -205,13 +193,13 @@ def _render_video_sequence(item, estimator, job, storage, stop, on_frame) -> int
                 name = frame_name(index)
                 if job.outputs.json:
                     storage.write_bytes(join(item.frames_dir, name + ".json"), encode_json(entry))
-                control_map = _draw(frame.pose, output_size, options)
+                control_map = render_map(frame.pose, output_size, options)
                 if job.outputs.frames:
                     storage.write_bytes(join(item.frames_dir, name + ".png"), encode_png(control_map))
                 writers[0].write(control_map, estimated.timestamps[index])
                 if len(writers) > 1:
                     canvas = reference.image if reference is not None else next(overlays)
-                    overlay = _draw(frame.pose, output_size, options, canvas)
+                    overlay = render_map(frame.pose, output_size, options, canvas)
                     writers[1].write(overlay, estimated.timestamps[index])
                 if on_frame is not None:
                     on_frame()
