@@ -20,7 +20,9 @@ right for any aspect ratio); the result is normalised by the reference's canvas.
       driving length in that frame times s;
     * a visible keypoint whose parent is not visible in that frame (so no segment reaches it), and
       every keypoint that is not visible, is placed by the placement (the driving pose at scale s);
-    * a segment of length 0 in the driving frame puts the child on its parent.
+    * a segment of length 0 in the driving frame puts the child on its parent;
+    * foreshortening is not kept: a limb pointing at the camera gets its full reference length
+      (MusePose fixes each part's ratio on the first frame instead).
 
     Hands follow their wrist (right hand: OpenPose 4, left hand: 7) and the face follows the nose
     (0): the driving points relative to the anchor, scaled by that part's scale, are added to the
