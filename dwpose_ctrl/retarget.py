@@ -278,12 +278,20 @@ def linear_fit(
 
 def _anchor_index(tracks: list[Track], threshold: float) -> int:
     """The largest person of the first frame that has one."""
-    for frame in range(len(tracks[0].present)):
-        here = [index for index, track in enumerate(tracks) if track.present[frame]]
-        if here:
-            areas = [_extent_area(tracks[i].points[frame], tracks[i].visible(threshold)[frame]) for i in here]
-            return here[int(np.argmax(areas))]
-    return 0
+    present = [track for track in tracks if track.present.any()]
+    if not present:
+        return 0
+    first = min(track.start + int(np.argmax(track.present)) for track in present)
+    here = [
+        index
+        for index, track in enumerate(tracks)
+        if track.start <= first < track.stop and track.present[first - track.start]
+    ]
+    areas = []
+    for index in here:
+        row = first - tracks[index].start
+        areas.append(_extent_area(tracks[index].points[row], tracks[index].visible(threshold)[row]))
+    return here[int(np.argmax(areas))]
 
 
 def retarget_sequence(
@@ -342,13 +350,13 @@ def retarget_sequence(
         place = placement(anchor, target, target_visible, threshold)
         for track in tracks:
             points = _segments_track(track, target, target_visible, place, threshold)
-            results.append(Track(track.track_id, points, track.present, track.filled))
+            results.append(Track(track.track_id, points, track.present, track.filled, track.start))
     else:
         fit = linear_fit(anchor, target, target_visible, threshold)
         for track in tracks:
             points = track.points.copy()
             points[..., :2] = fit.apply(points[..., :2])
-            results.append(Track(track.track_id, points, track.present, track.filled))
+            results.append(Track(track.track_id, points, track.present, track.filled, track.start))
     return driving.with_tracks(results, width, height)
 
 
@@ -356,4 +364,4 @@ def _rescale(track: Track, source: tuple[int, int], target: tuple[int, int]) -> 
     """The track with the same normalised coordinates on a ``target`` canvas."""
     points = track.points.copy()
     points[..., :2] *= np.array(target, dtype=np.float64) / np.array(source, dtype=np.float64)
-    return Track(track.track_id, points, track.present, track.filled)
+    return Track(track.track_id, points, track.present, track.filled, track.start)

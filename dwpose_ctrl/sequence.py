@@ -142,16 +142,19 @@ class SequenceFrame:
 class Track:
     """One person through a sequence, in the pixels of the sequence's canvas.
 
-    ``points`` (T, 134, 3) holds x, y (pixels) and the score of every point in every frame (zeros
-    where the person is absent), ``present`` (T,) the frames the person appears in, ``filled``
-    (T, 134) the points filled by :func:`fill_gaps`. ``track_id`` is ``None`` for untracked
-    persons (then person i of every frame is one track).
+    The arrays cover T frames from sequence frame ``start`` on (:meth:`PoseSequence.tracks` gives
+    the span from the person's first to last frame): ``points`` (T, 134, 3) holds x, y (pixels)
+    and the score of every point in every frame (zeros where the person is absent), ``present``
+    (T,) the frames the person appears in, ``filled`` (T, 134) the points filled by
+    :func:`fill_gaps`. ``track_id`` is ``None`` for untracked persons (then person i of every
+    frame is one track).
     """
 
     track_id: int | None
     points: np.ndarray
     present: np.ndarray
     filled: np.ndarray
+    start: int = 0
 
     def __post_init__(self) -> None:
         points = np.array(self.points, dtype=np.float64)
@@ -166,6 +169,14 @@ class Track:
         object.__setattr__(self, "points", _frozen(points))
         object.__setattr__(self, "present", _frozen(present))
         object.__setattr__(self, "filled", _frozen(filled))
+        if isinstance(self.start, bool) or not isinstance(self.start, (int, np.integer)) or self.start < 0:
+            raise ValueError(f"Track.start must be a frame index >= 0, got {self.start!r}")
+        object.__setattr__(self, "start", int(self.start))
+
+    @property
+    def stop(self) -> int:
+        """The sequence frame after the track's last one."""
+        return self.start + len(self.present)
 
     def visible(self, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
         """(T, 134) mask of the points drawn in each frame (present, and past the visibility rules)."""
@@ -234,8 +245,8 @@ class PoseSequence:
         return self.frames[0].pose.visibility_threshold if self.frames else VISIBILITY_THRESHOLD
 
     def tracks(self) -> list[Track]:
-        """One :class:`Track` per person: tracked IDs in increasing order, then untracked persons by
-        their position in each frame's list."""
+        """One :class:`Track` per person, spanning its first to last frame: tracked IDs in
+        increasing order, then untracked persons by their position in each frame's list."""
         width, height = self.canvas
         scale = np.array([width, height, 1.0])
         keys: dict[tuple[int, int], int] = {}
@@ -253,19 +264,28 @@ class PoseSequence:
                     key = (0, track_id)
                     seen.add(track_id)
                 entries.append((frame_index, person_index, keys.setdefault(key, len(keys))))
-        ordered = sorted(keys, key=lambda key: key)
-        count = len(self.frames)
-        points = np.zeros((len(keys), count, POINTS_PER_PERSON, 3))
-        present = np.zeros((len(keys), count), bool)
-        filled = np.zeros((len(keys), count, POINTS_PER_PERSON), bool)
+        spans: dict[int, list[int]] = {}
+        for frame_index, _, slot in entries:
+            spans.setdefault(slot, [frame_index, frame_index])[1] = frame_index
+        points = {
+            slot: np.zeros((last - first + 1, POINTS_PER_PERSON, 3)) for slot, (first, last) in spans.items()
+        }
+        present = {slot: np.zeros(len(points[slot]), bool) for slot in spans}
+        filled = {slot: np.zeros((len(points[slot]), POINTS_PER_PERSON), bool) for slot in spans}
         for frame_index, person_index, slot in entries:
-            frame = self.frames[frame_index]
-            points[slot, frame_index] = person_points(frame.pose.people[person_index]) * scale
-            present[slot, frame_index] = True
-            filled[slot, frame_index] = frame.filled[person_index]
+            frame, row = self.frames[frame_index], frame_index - spans[slot][0]
+            points[slot][row] = person_points(frame.pose.people[person_index]) * scale
+            present[slot][row] = True
+            filled[slot][row] = frame.filled[person_index]
         return [
-            Track(None if key[0] else key[1], points[keys[key]], present[keys[key]], filled[keys[key]])
-            for key in ordered
+            Track(
+                None if key[0] else key[1],
+                points[keys[key]],
+                present[keys[key]],
+                filled[keys[key]],
+                spans[keys[key]][0],
+            )
+            for key in sorted(keys)
         ]
 
     def with_tracks(
@@ -276,18 +296,21 @@ class PoseSequence:
         if width is None or height is None:
             width, height = self.canvas
         scale = np.array([width, height, 1.0])
+        for track in tracks:
+            if track.stop > len(self.frames):
+                raise ValueError(
+                    f"a track covers frames {track.start} to {track.stop - 1}, "
+                    f"the sequence has {len(self.frames)}"
+                )
         frames = []
         for frame_index, frame in enumerate(self.frames):
             people, ids, masks = [], [], []
             for track in tracks:
-                if len(track.present) != len(self.frames):
-                    raise ValueError(
-                        f"a track has {len(track.present)} frames, the sequence {len(self.frames)}"
-                    )
-                if track.present[frame_index]:
-                    people.append(person_from_points(track.points[frame_index] / scale))
+                row = frame_index - track.start
+                if 0 <= row < len(track.present) and track.present[row]:
+                    people.append(person_from_points(track.points[row] / scale))
                     ids.append(track.track_id)
-                    masks.append(track.filled[frame_index])
+                    masks.append(track.filled[row])
             pose = OpenPoseFrame(people, width, height, frame.pose.visibility_threshold)
             frames.append(SequenceFrame(pose, tuple(ids), tuple(masks), frame.animals))
         return PoseSequence(tuple(frames))
@@ -319,7 +342,7 @@ def fill_track_gaps(track: Track, max_gap: int, threshold: float = VISIBILITY_TH
                 points[inside, keypoint, 2] = min(first[2], last[2])
                 filled[inside, keypoint] = True
     present = track.present | filled.any(axis=1)
-    return Track(track.track_id, points, present, filled)
+    return Track(track.track_id, points, present, filled, track.start)
 
 
 def fill_gaps(sequence: PoseSequence, max_gap: int) -> PoseSequence:

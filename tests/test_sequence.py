@@ -120,6 +120,31 @@ def test_gap_filling_is_linear_marks_points_and_brings_an_absent_person_back():
     assert fill_gaps(sequence, max_gap=0).frames[1].pose.people == []
 
 
+def test_tracks_span_their_own_frames_and_go_back_unchanged():
+    def person(x):
+        points = np.zeros((POINTS_PER_PERSON, 3))
+        points[:, 0], points[:, 1], points[:, 2] = x, 0.5, 0.9
+        return person_from_points(points)
+
+    frames = []
+    for index in range(8):
+        people, ids = [person(0.1)], [2]
+        if 3 <= index <= 5:
+            people.append(person(0.2 + index / 100))
+            ids.append(7)
+        frames.append(SequenceFrame(OpenPoseFrame(people, 100, 50), tuple(ids)))
+    sequence = PoseSequence(tuple(frames))
+    first, second = sequence.tracks()
+    assert (first.track_id, first.start, len(first.present)) == (2, 0, 8)
+    assert (second.track_id, second.start, second.stop) == (7, 3, 6) and second.present.all()
+    np.testing.assert_allclose(second.points[:, 0, 0], [23.0, 24.0, 25.0])
+    again = sequence.with_tracks([first, second])
+    for before, after in zip(sequence.frames, again.frames, strict=True):
+        assert after.track_ids == before.track_ids
+        for a, b in zip(before.pose.people, after.pose.people, strict=True):
+            np.testing.assert_allclose(person_points(a), person_points(b), atol=1e-15)
+
+
 def test_low_confidence_frames_weigh_less():
     xy = np.full((21, 2), 100.0)
     xy[10] = 130.0
