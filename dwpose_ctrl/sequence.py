@@ -329,18 +329,19 @@ def fill_track_gaps(track: Track, max_gap: int, threshold: float = VISIBILITY_TH
     visible = track.visible(threshold)
     points = track.points.copy()
     filled = track.filled.copy()
-    if max_gap > 0:
-        for keypoint in range(POINTS_PER_PERSON):
-            frames = np.flatnonzero(visible[:, keypoint])
-            gaps = np.diff(frames) - 1
-            short = (gaps > 0) & (gaps <= max_gap)
-            for start, stop in zip(frames[:-1][short], frames[1:][short], strict=True):
-                inside = np.arange(start + 1, stop)
-                weight = ((inside - start) / (stop - start))[:, None]
-                first, last = points[start, keypoint], points[stop, keypoint]
-                points[inside, keypoint, :2] = (1 - weight) * first[:2] + weight * last[:2]
-                points[inside, keypoint, 2] = min(first[2], last[2])
-                filled[inside, keypoint] = True
+    if max_gap > 0 and len(visible):
+        count = len(visible)
+        frame = np.arange(count)[:, None]
+        before = np.maximum.accumulate(np.where(visible, frame, -1), axis=0)  # last visible frame <= t
+        after = np.minimum.accumulate(np.where(visible, frame, count)[::-1], axis=0)[::-1]  # first >= t
+        gap = ~visible & (before >= 0) & (after < count) & (after - before - 1 <= max_gap)
+        first = np.take_along_axis(points, np.clip(before, 0, count - 1)[..., None], axis=0)
+        last = np.take_along_axis(points, np.clip(after, 0, count - 1)[..., None], axis=0)
+        weight = ((frame - before) / np.maximum(after - before, 1))[..., None]
+        between = (1 - weight) * first[..., :2] + weight * last[..., :2]
+        points[..., :2] = np.where(gap[..., None], between, points[..., :2])
+        points[..., 2] = np.where(gap, np.minimum(first[..., 2], last[..., 2]), points[..., 2])
+        filled |= gap
     present = track.present | filled.any(axis=1)
     return Track(track.track_id, points, present, filled, track.start)
 
