@@ -199,15 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--smooth-method",
         choices=("offline", "one-euro"),
-        default="offline",
         help="offline: confidence-weighted local polynomial over the whole clip, no lag; one-euro: the "
-        "streaming One-Euro filter (default: %(default)s)",
+        "streaming One-Euro filter (default: offline)",
     )
     video.add_argument(
-        "--smooth-radius", type=_positive_int, default=4, help="offline window: frames each side (4)"
+        "--smooth-radius", type=_positive_int, help="offline window: frames each side (default: 4)"
     )
-    video.add_argument("--smooth-min-cutoff", type=float, default=1.0, help="One-Euro min cutoff in Hz (1.0)")
-    video.add_argument("--smooth-beta", type=float, default=0.0, help="One-Euro speed coefficient (0.0)")
+    video.add_argument("--smooth-min-cutoff", type=float, help="One-Euro min cutoff in Hz (default: 1.0)")
+    video.add_argument("--smooth-beta", type=float, help="One-Euro speed coefficient (default: 0.0)")
     video.add_argument(
         "--fill-gaps",
         type=_non_negative_int,
@@ -224,9 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--align-method",
         choices=("segments", "linear", "none"),
-        default="segments",
         help="segments: each limb gets the reference's length (MusePose-style); linear: one scale and "
-        "offset for the clip (MimicMotion-style); none: the poses as they are (default: %(default)s)",
+        "offset for the clip (MimicMotion-style); none: the poses as they are (default: segments)",
     )
 
     run = parser.add_argument_group("run")
@@ -304,18 +302,7 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         metadata=args.metadata,
         video_codec=args.video_codec,
     )
-    one_euro = args.smooth and args.smooth_method == "one-euro"
-    smoothing = Smoothing(args.smooth_min_cutoff, args.smooth_beta) if one_euro else None
-    offline = args.smooth and args.smooth_method == "offline"
-    sequence = None
-    if offline or args.fill_gaps or args.align_to:
-        sequence = SequenceSettings(
-            smooth=offline,
-            smooth_radius=args.smooth_radius,
-            fill_gaps=args.fill_gaps,
-            align_to=args.align_to,
-            align_method=args.align_method,
-        )
+    smoothing, sequence = _temporal_settings(args)
     return JobSettings(
         render=render,
         outputs=outputs,
@@ -324,6 +311,46 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         smoothing=smoothing,
         video_prefetch=2 * args.prefetch,
         sequence=sequence,
+    )
+
+
+def _given(args: argparse.Namespace, *names: str) -> list[str]:
+    return ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+
+
+def _temporal_settings(args: argparse.Namespace) -> tuple[Smoothing | None, SequenceSettings | None]:
+    """One-Euro settings and whole-clip settings from the video options; options that would do
+    nothing with the others given are refused, naming the fix."""
+    method = args.smooth_method or "offline"
+    needing = {
+        "--smooth": _given(args, "smooth_method", "smooth_radius", "smooth_min_cutoff", "smooth_beta")
+        if not args.smooth
+        else [],
+        "--smooth-method one-euro": _given(args, "smooth_min_cutoff", "smooth_beta")
+        if method == "offline"
+        else [],
+        "--smooth-method offline": _given(args, "smooth_radius") if method == "one-euro" else [],
+        "--align-to": _given(args, "align_method") if not args.align_to else [],
+    }
+    for needed, flags in needing.items():
+        if flags:
+            dropped = "it" if len(flags) == 1 else "them"
+            raise ValueError(
+                f"{', '.join(flags)}: only used with {needed}; add {needed} or leave {dropped} out"
+            )
+    smoothing = None
+    if args.smooth and method == "one-euro":
+        cutoff = 1.0 if args.smooth_min_cutoff is None else args.smooth_min_cutoff
+        smoothing = Smoothing(cutoff, 0.0 if args.smooth_beta is None else args.smooth_beta)
+    offline = args.smooth and method == "offline"
+    if not (offline or args.fill_gaps or args.align_to):
+        return smoothing, None
+    return smoothing, SequenceSettings(
+        smooth=offline,
+        smooth_radius=args.smooth_radius or 4,
+        fill_gaps=args.fill_gaps,
+        align_to=args.align_to,
+        align_method=args.align_method or "segments",
     )
 
 

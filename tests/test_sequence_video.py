@@ -46,6 +46,26 @@ def test_smooth_means_offline_and_one_euro_stays_available():
     assert job_from_args(build_parser().parse_args(["a.mp4"])).sequence is None
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--smooth-radius", "3"], "--smooth-radius: only used with --smooth"),
+        (["--smooth", "--smooth-beta", "0.1"], "--smooth-beta: only used with --smooth-method one-euro"),
+        (
+            ["--smooth", "--smooth-method", "one-euro", "--smooth-radius", "3"],
+            "only used with --smooth-method offline",
+        ),
+        (["--align-method", "linear"], "--align-method: only used with --align-to"),
+        (["--smooth", "--smooth-method", "one-euro", "--smooth-min-cutoff", "0"], "--smooth-min-cutoff"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(tmp_path, capsys, options, message):
+    video = write_video(tmp_path / "clip.mp4", moving_frames(2))
+    assert main([str(video), "-o", str(tmp_path / "out"), *options, "-q"], blob_factory) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_alignment_arguments_exit_2(tmp_path, capsys):
     video = write_video(tmp_path / "clip.mp4", moving_frames(2))
     assert (
