@@ -379,8 +379,10 @@ def refresh_included_sections(path: Path = BENCHMARKS / "RESULTS.md") -> Path:
     """
     text = path.read_text()
     start = text.find(INCLUDED_MARKER)
-    end = text.find(COMMANDS_HEADING)
-    if start < 0 or end < start:
+    # the suite's own heading: the last line that is exactly it (an included section may hold
+    # "### Exact commands", which contains the same characters)
+    end = text.rfind(f"\n{COMMANDS_HEADING}\n") + 1
+    if start < 0 or end <= start:
         raise ValueError(
             f"{path} has no included sections before '{COMMANDS_HEADING}'; regenerate it with "
             "`python -m benchmarks`"
