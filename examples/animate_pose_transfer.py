@@ -23,6 +23,7 @@ from PIL import Image
 
 from dwpose_ctrl import cli
 from dwpose_ctrl.diffusers_utils import fit_control_image, pipeline_size
+from dwpose_ctrl.pipelines import from_pretrained_dtype
 from dwpose_ctrl.video import open_video
 
 MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -100,7 +101,7 @@ def load_animatediff(args: argparse.Namespace):
     from diffusers import AnimateDiffControlNetPipeline, ControlNetModel, MotionAdapter
 
     device, dtype = utils.pipeline_device_and_dtype(args)
-    dtype_option = utils._dtype_option(dtype)
+    dtype_option = from_pretrained_dtype(dtype)
     pipe = AnimateDiffControlNetPipeline.from_pretrained(
         args.model_id,
         motion_adapter=MotionAdapter.from_pretrained(args.motion_adapter_id, **dtype_option),
