@@ -467,7 +467,8 @@ def open_frame_encoder(item, storage, staged, job, info, size: tuple[int, int], 
     return _FrameEncoder(writers, frames_dir, job.outputs, on_frame)
 
 
-def _batches(frames, size: int):
+def batches(frames, size: int):
+    """Lists of ``size`` consecutive items (the last one shorter)."""
     batch = []
     for frame in frames:
         batch.append(frame)
@@ -484,7 +485,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
     background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
     count, last, resized = 0, None, None
     try:
-        for batch in _batches(prefetch(frames, job.video_prefetch), batch_size):
+        for batch in batches(prefetch(frames, job.video_prefetch), batch_size):
             if stop is not None and stop.is_set():
                 raise Interrupted(f"stopped at frame {batch[0].index}")
             detection_images = [job.render.detection_image(frame.image) for frame in batch]

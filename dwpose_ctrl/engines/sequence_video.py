@@ -28,15 +28,17 @@ from dwpose_ctrl.engines.item import (
     ItemError,
     JobSettings,
     VideoPoseTracker,
+    batches,
     decode_image,
     encode_json,
-    encode_png,
-    open_map_writers,
+    open_frame_encoder,
     open_video_source,
+    video_warnings,
 )
-from dwpose_ctrl.engines.plan import WorkItem, frame_name
-from dwpose_ctrl.engines.pose import PoseEstimator
-from dwpose_ctrl.engines.storage import Storage, join
+from dwpose_ctrl.engines.plan import WorkItem
+from dwpose_ctrl.engines.pose import PoseEstimator, RenderedOutputs
+from dwpose_ctrl.engines.storage import Storage
+from dwpose_ctrl.inputs import check_image_size
 from dwpose_ctrl.openpose import OpenPoseFrame, persons_to_openpose
 from dwpose_ctrl.render import render_map
 from dwpose_ctrl.retarget import retarget_sequence
@@ -91,11 +93,13 @@ def load_reference(location: str, storage: Storage, estimator: PoseEstimator, jo
 
 @dataclass(frozen=True)
 class EstimatedClip:
-    """The first pass's result: the poses of every frame, their timestamps, the video's info."""
+    """The first pass's result: the poses of every frame, their timestamps, the video's info and
+    its warning ("" when none)."""
 
     sequence: PoseSequence
     timestamps: list[int]
     info: VideoInfo
+    warning: str
 
 
 def estimate_clip(
@@ -104,29 +108,38 @@ def estimate_clip(
     job: JobSettings,
     storage: Storage,
     stop: threading.Event | None = None,
+    batch_size: int = 1,
 ) -> EstimatedClip:
-    """First pass: persons of every frame with stable IDs (no drawing)."""
+    """First pass: persons of every frame with stable IDs, ``batch_size`` frames per network run
+    (the same numbers as one at a time); nothing is drawn."""
     tracker = VideoPoseTracker(estimator, job.detect_every, job.smoothing)
-    persons_per_frame, timestamps = [], []
-    canvas = None
+    persons_per_frame: list = []
+    timestamps: list[int] = []
+    canvas, last, resized = None, None, None
     source = open_video_source(item.source.location, storage)
     try:
-        with open_video(source) as (info, frames):
-            for frame in frames:
+        with open_video(source, job.max_pixels) as (info, frames):
+            check_image_size(info.height, info.width, "video frame")
+            for batch in batches(frames, batch_size):
                 if stop is not None and stop.is_set():
-                    raise Interrupted(f"stopped at frame {frame.index} (estimating)")
-                detection_image = job.render.detection_image(frame.image)
-                scale = job.render.detection_scale(frame.image, detection_image)
-                persons_per_frame.append(tracker(frame.index, detection_image, frame.seconds, scale))
-                timestamps.append(frame.pts)
-                canvas = detection_image.shape[1], detection_image.shape[0]
+                    raise Interrupted(f"stopped at frame {batch[0].index} (estimating)")
+                images = [job.render.detection_image(frame.image) for frame in batch]
+                scales = [job.render.detection_scale(f.image, i) for f, i in zip(batch, images, strict=True)]
+                indices, seconds = [f.index for f in batch], [f.seconds for f in batch]
+                persons_per_frame += tracker.track(indices, images, seconds, scales)
+                timestamps += [frame.pts for frame in batch]
+                canvas, last = (images[0].shape[1], images[0].shape[0]), batch[-1]
+                changed = [frame for frame in batch if frame.decoded_size is not None]
+                if resized is None and changed:
+                    resized = (changed[0].index, changed[0].decoded_size)
     finally:
         if not isinstance(source, str):
             source.close()
     if canvas is None:
         raise ItemError("the video has no decodable frame")
     sequence = PoseSequence.from_persons(persons_per_frame, *canvas, estimator.keypoint_threshold)
-    return EstimatedClip(sequence, timestamps, info)
+    warning = video_warnings(info, len(timestamps), last, resized)
+    return EstimatedClip(sequence, timestamps, info, warning)
 
 
 def process_sequence(sequence: PoseSequence, job: JobSettings, reference: Reference | None) -> PoseSequence:
@@ -151,21 +164,24 @@ def render_video_sequence(
     storage: Storage,
     stop: threading.Event | None = None,
     on_frame: Callable[[], None] | None = None,
-) -> int:
-    """Render a video item in two passes (see the module docstring); the frame count."""
+    batch_size: int = 1,
+) -> tuple[int, str]:
+    """Render a video item in two passes (see the module docstring); the frame count and warning.
+
+    The outputs are staged and published together, as in the streaming path."""
     import av
 
     try:
-        return _render_video_sequence(item, estimator, job, storage, stop, on_frame)
+        return _render_video_sequence(item, estimator, job, storage, stop, on_frame, batch_size)
     except av.FFmpegError as error:
         raise ItemError(f"broken or unsupported video: {error}") from error
 
 
-def _render_video_sequence(item, estimator, job, storage, stop, on_frame) -> int:
+def _render_video_sequence(item, estimator, job, storage, stop, on_frame, batch_size) -> tuple[int, str]:
     reference = None
     if job.sequence.align_to is not None:
         reference = load_reference(job.sequence.align_to, storage, estimator, job)
-    estimated = estimate_clip(item, estimator, job, storage, stop)
+    estimated = estimate_clip(item, estimator, job, storage, stop, batch_size)
     info = estimated.info
     sequence = process_sequence(estimated.sequence, job, reference)
     if reference is None:
@@ -176,39 +192,28 @@ def _render_video_sequence(item, estimator, job, storage, stop, on_frame) -> int
     entries = sequence_to_json(sequence, *json_size)
     options = job.render.render_options
     with contextlib.ExitStack() as staged:
-        writers = open_map_writers(item, storage, staged, job, info, output_size[1], output_size[0])
+        encoder = open_frame_encoder(item, storage, staged, job, info, output_size, on_frame)
         overlays = None
-        if len(writers) > 1 and reference is None:
+        if len(encoder.writers) > 1 and reference is None:  # the overlay is drawn over the frames again
             source = open_video_source(item.source.location, storage)
             if not isinstance(source, str):
                 staged.callback(source.close)
-            overlays = (
-                job.render.detection_image(frame.image)
-                for frame in staged.enter_context(open_video(source))[1]
-            )
+            frames = staged.enter_context(open_video(source, job.max_pixels))[1]
+            overlays = (job.render.detection_image(frame.image) for frame in frames)
         try:
             for index, (frame, entry) in enumerate(zip(sequence.frames, entries, strict=True)):
                 if stop is not None and stop.is_set():
                     raise Interrupted(f"stopped at frame {index}")
-                name = frame_name(index)
-                if job.outputs.json:
-                    storage.write_bytes(join(item.frames_dir, name + ".json"), encode_json(entry))
-                control_map = render_map(frame.pose, output_size, options)
-                if job.outputs.frames:
-                    storage.write_bytes(join(item.frames_dir, name + ".png"), encode_png(control_map))
-                writers[0].write(control_map, estimated.timestamps[index])
-                if len(writers) > 1:
+                overlay = None
+                if len(encoder.writers) > 1:
                     canvas = reference.image if reference is not None else next(overlays)
                     overlay = render_map(frame.pose, output_size, options, canvas)
-                    writers[1].write(overlay, estimated.timestamps[index])
-                if on_frame is not None:
-                    on_frame()
-            if item.json is not None:
-                storage.write_bytes(item.json, encode_json(entries))
-            for writer in writers:
-                writer.close()
+                rendered = RenderedOutputs(render_map(frame.pose, output_size, options), entry, overlay)
+                encoder.task(index, estimated.timestamps[index], rendered)()
+            encoder.close()
         except BaseException:
-            for writer in writers:
-                writer.abort()
+            encoder.abort()
             raise
-    return len(sequence)
+        if item.json is not None:
+            storage.write_bytes(item.json, encode_json(entries))
+    return len(sequence), estimated.warning
