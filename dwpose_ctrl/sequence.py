@@ -601,15 +601,17 @@ def read_sequence(
         files = sorted(path.glob("*.json"))
         if not files:
             raise ValueError(f"{path} holds no .json file; give a sequence file or a folder of frame files")
-        data: Any = []
-        for file in files:
-            try:
-                data.append(json.loads(file.read_text(encoding="utf-8")))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{file}: not valid JSON: {error}") from error
+        data: Any = [parse_json(file.read_text(encoding="utf-8"), file) for file in files]
     else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from error
+        data = parse_json(path.read_text(encoding="utf-8"), path)
     return sequence_from_json(data, visibility_threshold, coordinates)
+
+
+def parse_json(text: str | bytes, source: object) -> Any:
+    """``json.loads``, with invalid or too deeply nested text as a ``ValueError`` naming ``source``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source}: not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ValueError(f"{source}: not pose JSON: the text is nested too deeply to parse") from error

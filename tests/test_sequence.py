@@ -265,3 +265,11 @@ def test_bad_sequence_json_names_the_frame():
         sequence_from_json(entries)
     with pytest.raises(TypeError, match="JSON list of frames"):
         sequence_from_json("poses")
+
+
+def test_invalid_or_deeply_nested_json_files_are_value_errors(tmp_path):
+    (tmp_path / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "broken.json").write_text('[{"people": ')
+    for name, message in (("nested.json", "nested too deeply"), ("broken.json", "not valid JSON")):
+        with pytest.raises(ValueError, match=message):
+            read_sequence(tmp_path / name)

@@ -16,7 +16,6 @@ reference image, and JSON coordinates are pixels of the reference.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from dwpose_ctrl.retarget import retarget_sequence
 from dwpose_ctrl.sequence import (
     PoseSequence,
     fill_gaps,
+    parse_json,
     sequence_from_json,
     sequence_to_json,
     smooth_sequence,
@@ -71,7 +71,7 @@ def load_reference(location: str, storage: Storage, estimator: PoseEstimator, jo
         raise ItemError(f"cannot read the reference {location}: {error.strerror or error}") from error
     if location.lower().endswith(".json"):
         try:
-            sequence = sequence_from_json(json.loads(data), estimator.keypoint_threshold)
+            sequence = sequence_from_json(parse_json(data, location), estimator.keypoint_threshold)
         except (ValueError, TypeError) as error:
             raise ItemError(f"the reference {location} is not OpenPose JSON: {error}") from error
         if not sequence.frames:
