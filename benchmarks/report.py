@@ -18,6 +18,7 @@ INCLUDED_SECTIONS = (
     ("dwpose-render on a folder", BENCHMARKS / "results_render.md"),
     ("Training speed", BENCHMARKS / "results_training.md"),
     ("Distillation", BENCHMARKS / "distillation" / "RESULTS_SECTION.md"),
+    ("Offline smoothing vs One-Euro", BENCHMARKS / "results_smoothing.md"),
 )
 INCLUDED_MARKER = "<!-- included from"
 COMMANDS_HEADING = "## Exact commands"
@@ -378,8 +379,10 @@ def refresh_included_sections(path: Path = BENCHMARKS / "RESULTS.md") -> Path:
     """
     text = path.read_text()
     start = text.find(INCLUDED_MARKER)
-    end = text.find(COMMANDS_HEADING)
-    if start < 0 or end < start:
+    # the suite's own heading: the last line that is exactly it (an included section may hold
+    # "### Exact commands", which contains the same characters)
+    end = text.rfind(f"\n{COMMANDS_HEADING}\n") + 1
+    if start < 0 or end <= start:
         raise ValueError(
             f"{path} has no included sections before '{COMMANDS_HEADING}'; regenerate it with "
             "`python -m benchmarks`"

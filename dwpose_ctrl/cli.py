@@ -11,7 +11,7 @@ import warnings
 
 from PIL import Image
 
-from dwpose_ctrl.engines.item import JobSettings, Smoothing
+from dwpose_ctrl.engines.item import JobSettings, SequenceSettings, Smoothing
 from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions
 from dwpose_ctrl.engines.pose import RenderSettings
 from dwpose_ctrl.engines.report import DONE, FAILED, EngineError, ItemResult, RunReport
@@ -36,6 +36,10 @@ examples:
   # a video: lossless map video, per-frame JSON with person IDs and per-frame PNGs,
   # person detection every 5th frame (boxes tracked in between), smoothed keypoints
   dwpose-render dance.mp4 -o maps/ --video-codec ffv1 --json --frames --detect-every 5 --smooth
+
+  # animation: the driving video's poses with the proportions of the character in ref.png,
+  # placed on it, smoothed offline, short dropouts filled; map video + one sequence JSON
+  dwpose-render driving.mp4 -o out/ --align-to ref.png --smooth --fill-gaps 4 --json
 
   # on a Ray cluster, reading and writing S3
   dwpose-render s3://bucket/photos -o s3://bucket/maps --engine ray --ray-address auto --ray-workers 8
@@ -188,10 +192,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="detect persons every N frames, track boxes between",
     )
     video.add_argument(
-        "--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off)"
+        "--smooth",
+        action="store_true",
+        help="smooth keypoints over time: offline and zero-lag by default (see --smooth-method) (off)",
     )
-    video.add_argument("--smooth-min-cutoff", type=float, default=1.0, help="One-Euro min cutoff in Hz (1.0)")
-    video.add_argument("--smooth-beta", type=float, default=0.0, help="One-Euro speed coefficient (0.0)")
+    video.add_argument(
+        "--smooth-method",
+        choices=("offline", "one-euro"),
+        help="offline: confidence-weighted local polynomial over the whole clip, no lag; one-euro: the "
+        "streaming One-Euro filter (default: offline)",
+    )
+    video.add_argument(
+        "--smooth-radius", type=_positive_int, help="offline window: frames each side (default: 4)"
+    )
+    video.add_argument("--smooth-min-cutoff", type=float, help="One-Euro min cutoff in Hz (default: 1.0)")
+    video.add_argument("--smooth-beta", type=float, help="One-Euro speed coefficient (default: 0.0)")
+    video.add_argument(
+        "--fill-gaps",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="fill keypoints missing for at most N frames by interpolation, marked in the JSON (0: off)",
+    )
+    video.add_argument(
+        "--align-to",
+        metavar="IMAGE_OR_JSON",
+        help="retarget every video onto the character of this image or OpenPose JSON: its proportions, "
+        "placed on it; maps get its size",
+    )
+    video.add_argument(
+        "--align-method",
+        choices=("segments", "linear", "none"),
+        help="segments: each limb gets the reference's length (MusePose-style); linear: one scale and "
+        "offset for the clip (MimicMotion-style); none: the poses as they are (default: segments)",
+    )
 
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -268,7 +302,7 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         metadata=args.metadata,
         video_codec=args.video_codec,
     )
-    smoothing = Smoothing(args.smooth_min_cutoff, args.smooth_beta) if args.smooth else None
+    smoothing, sequence = _temporal_settings(args)
     return JobSettings(
         render=render,
         outputs=outputs,
@@ -276,6 +310,47 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         detect_every=args.detect_every,
         smoothing=smoothing,
         video_prefetch=2 * args.prefetch,
+        sequence=sequence,
+    )
+
+
+def _given(args: argparse.Namespace, *names: str) -> list[str]:
+    return ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+
+
+def _temporal_settings(args: argparse.Namespace) -> tuple[Smoothing | None, SequenceSettings | None]:
+    """One-Euro settings and whole-clip settings from the video options; options that would do
+    nothing with the others given are refused, naming the fix."""
+    method = args.smooth_method or "offline"
+    needing = {
+        "--smooth": _given(args, "smooth_method", "smooth_radius", "smooth_min_cutoff", "smooth_beta")
+        if not args.smooth
+        else [],
+        "--smooth-method one-euro": _given(args, "smooth_min_cutoff", "smooth_beta")
+        if method == "offline"
+        else [],
+        "--smooth-method offline": _given(args, "smooth_radius") if method == "one-euro" else [],
+        "--align-to": _given(args, "align_method") if not args.align_to else [],
+    }
+    for needed, flags in needing.items():
+        if flags:
+            dropped = "it" if len(flags) == 1 else "them"
+            raise ValueError(
+                f"{', '.join(flags)}: only used with {needed}; add {needed} or leave {dropped} out"
+            )
+    smoothing = None
+    if args.smooth and method == "one-euro":
+        cutoff = 1.0 if args.smooth_min_cutoff is None else args.smooth_min_cutoff
+        smoothing = Smoothing(cutoff, 0.0 if args.smooth_beta is None else args.smooth_beta)
+    offline = args.smooth and method == "offline"
+    if not (offline or args.fill_gaps or args.align_to):
+        return smoothing, None
+    return smoothing, SequenceSettings(
+        smooth=offline,
+        smooth_radius=args.smooth_radius or 4,
+        fill_gaps=args.fill_gaps,
+        align_to=args.align_to,
+        align_method=args.align_method or "segments",
     )
 
 
@@ -339,6 +414,8 @@ def run(args: argparse.Namespace, estimator_factory=None) -> RunReport:
     storage = Storage(dict(args.storage_option))
     if args.report:
         storage.check_writable(args.report, "report")
+    if args.align_to and not storage.exists(args.align_to):
+        raise ValueError(f"--align-to {args.align_to}: no such file; give a reference image or OpenPose JSON")
     progress = tqdm(total=0, unit="img", disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
 
     def say(text: str) -> None:

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=utils.positive_int, default=4, help="maps per pipeline call (default: 4)"
     )
     utils.add_resolution_argument(parser, sizes="the maps and the results")
-    parser.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time")
+    parser.add_argument(
+        "--smooth", action="store_true", help="smooth keypoints over the whole clip (offline, no lag)"
+    )
     group = utils.add_detector_arguments(parser, title="pose detector (passed to dwpose-render)")
     group.add_argument(
         "--detect-every",

@@ -154,3 +154,21 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(tmp_path, yolox_nano_path, val5_dir,
     assert "| float32, batched | 2 |" in text and f"| {baseline} | 1 |" in text
     assert text.count("pose model: TorchBackend on cpu, torch.float32") == 2
     assert "onnxruntime distributions installed: onnxruntime " in text
+
+
+def test_refreshing_the_included_sections_twice_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "BENCHMARKS", tmp_path / "benchmarks")
+    section = tmp_path / "benchmarks" / "section.md"
+    section.parent.mkdir()
+    section.write_text("## A study\n\nnumbers\n\n### Exact commands\n\n    python study.py\n")
+    monkeypatch.setattr(report, "INCLUDED_SECTIONS", (("A study", section),))
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "# Benchmarks\n\nmeasured\n\n"
+        + "\n".join(report._included_sections())
+        + "\n## Exact commands\n\nsuite\n"
+    )
+    first = report.refresh_included_sections(results).read_text()
+    assert report.refresh_included_sections(results).read_text() == first
+    assert first.count("## Exact commands\n") == 1 + 1  # the section's "###" line and the suite's
+    assert first.endswith("## Exact commands\n\nsuite\n")

@@ -20,7 +20,14 @@ from dwpose_ctrl.openpose import OPENPOSE_BODY_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SCRIPTS = ["sd15_openpose", "sdxl_openpose", "multi_person", "video_pose_transfer", "edit_pose"]
+SCRIPTS = [
+    "sd15_openpose",
+    "sdxl_openpose",
+    "multi_person",
+    "video_pose_transfer",
+    "edit_pose",
+    "animate_pose_transfer",
+]
 GRACE = EXAMPLES / "images" / "grace_hopper.jpg"
 JOINT = {name: index for index, name in enumerate(OPENPOSE_BODY_NAMES)}
 
@@ -177,6 +184,30 @@ def test_video_pose_transfer_end_to_end(example, tiny, tmp_path):
     gif = Image.open(out / "result.gif")
     assert gif.n_frames == 3 and gif.size == (64, 64)
     assert gif.info["duration"] == 200  # every 2nd frame of a 10 fps video
+
+
+@pytest.mark.slow
+def test_animate_pose_transfer_end_to_end(example, tiny, tmp_path):
+    from tiny_pipelines import save_tiny_motion_adapter
+
+    model_id = Path(tiny["sd"][1])
+    adapter = save_tiny_motion_adapter(tmp_path / "motion_adapter", model_id / "unet")
+    clip = _write_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    args = ["--video", str(clip), "--reference", str(GRACE), "--every", "2", "--resolution", "64"]
+    args += ["--detect-resolution", "128", "--output-dir", str(out), "--motion-adapter-id", str(adapter)]
+    example("animate_pose_transfer").main(args + tiny["one"] + tiny["sd"])
+    maps = sorted((out / "maps" / "clip").glob("*.png"))
+    assert [path.name for path in maps] == [f"{index:06d}.png" for index in range(6)]
+    sequence = json.loads((out / "maps" / "clip.json").read_text())
+    grace = Image.open(GRACE)
+    assert [(f["canvas_width"], f["canvas_height"]) for f in sequence] == [grace.size] * 6
+    conditioning = Image.open(out / "conditioning.gif")
+    assert conditioning.size == Image.open(maps[0]).size  # (identical maps: GIF keeps one frame)
+    frames = sorted((out / "frames").glob("*.png"))
+    assert [path.name for path in frames] == ["000000.png", "000002.png", "000004.png"]
+    result = Image.open(out / "result.gif")
+    assert result.n_frames == 3 and result.size == conditioning.size
 
 
 def _body(data: dict, joint: str) -> np.ndarray:

@@ -71,7 +71,9 @@ def _images(notebook: nbformat.NotebookNode) -> list[Image.Image]:
     return images
 
 
-@pytest.mark.parametrize("name", ["pose_guided_generation.ipynb", "pose_editing.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["pose_guided_generation.ipynb", "pose_editing.ipynb", "pose_video_animation.ipynb"]
+)
 def test_notebooks_default_to_the_real_models_and_are_stored_without_outputs(name):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     source = _parameters_cell(notebook).source
@@ -145,3 +147,30 @@ def test_pose_editing_notebook_from_a_detected_photo(tiny, tmp_path, monkeypatch
     assert len(_images(executed)) == 3
     edited = json.loads((tmp_path / "edits" / "edited.json").read_text())
     assert (edited["canvas_width"], edited["canvas_height"]) == (512, 600)
+
+
+@pytest.mark.slow
+def test_pose_video_animation_notebook(tiny, tmp_path, monkeypatch):
+    from tiny_pipelines import save_tiny_motion_adapter
+
+    adapter = save_tiny_motion_adapter(tmp_path / "motion_adapter", Path(tiny["model_id"]) / "unet")
+    parameters = {
+        **tiny,
+        "motion_adapter_id": str(adapter),
+        "num_frames": 4,
+        "resolution": 64,
+        "detect_resolution": 128,
+        "output_dir": str(tmp_path / "animation"),
+    }
+    executed = _execute("pose_video_animation.ipynb", parameters, tmp_path, monkeypatch)
+    character, reference_map, driving_map, first_map, grid = _images(executed)
+    assert character.size == reference_map.size
+    assert first_map.height == driving_map.height == 64
+    assert first_map.size == (64, 64)  # astronaut.png is square: its canvas, not the clip's
+    assert grid.size == (4 * 64, 2 * 64)  # 4 conditioning frames above, the animation below
+    aligned = json.loads((tmp_path / "animation" / "aligned.json").read_text())
+    assert len(aligned) == 4
+    assert {(frame["canvas_width"], frame["canvas_height"]) for frame in aligned} == {
+        Image.open(NOTEBOOKS.parent / "images" / "astronaut.png").size
+    }
+    assert Image.open(tmp_path / "animation" / "animation.gif").size == (64, 64)

@@ -153,7 +153,12 @@ def test_s3_overwrite_with_a_shorter_video_leaves_no_frame_of_the_old_one(s3_sto
         source = str(clip(count))
         report = render_files([source], output, blob_factory, job, storage=s3_storage, overwrite=True)
         assert report.results[0].frames == count
-    assert sorted(download(s3_storage, "shorter")) == ["clip.mkv", "clip/000000.json", "clip/000001.json"]
+    assert sorted(download(s3_storage, "shorter")) == [
+        "clip.json",  # the whole clip as one sequence JSON
+        "clip.mkv",
+        "clip/000000.json",
+        "clip/000001.json",
+    ]
 
 
 def test_remembered_listing_answers_exists_without_requests(s3_storage):

@@ -90,7 +90,10 @@ def test_overwrite_with_a_shorter_video_leaves_no_frame_of_the_old_one(tmp_path)
     write_lossless(source, frames(3))
     assert render(source, tmp_path / "out", overwrite=True).frames == 3
     names = [f"clip/{i:06d}.{ext}" for i in range(3) for ext in ("json", "png")]
-    assert files_below(tmp_path / "out") == sorted(["clip.mkv", *names])
+    assert files_below(tmp_path / "out") == sorted(
+        ["clip.json", "clip.mkv", *names]
+    )  # clip.json: the sequence
+    assert len(json.loads((tmp_path / "out" / "clip.json").read_text())) == 3
 
 
 class FailsAtFrame(BlobEstimator):

@@ -229,22 +229,29 @@ def save_tiny_sdxl_controlnet(path: Path) -> Path:
     return path
 
 
+def tiny_motion_adapter(unet_config):
+    """A random AnimateDiff ``MotionAdapter`` whose blocks match a UNet with config ``unet_config``."""
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(
+        block_out_channels=unet_config["block_out_channels"],
+        motion_layers_per_block=unet_config["layers_per_block"],
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=unet_config["norm_num_groups"],
+        motion_max_seq_length=32,
+    )
+
+
 def build_tiny_animatediff_controlnet(tokenizer_dir: Path, seed: int = 0):
     """A random AnimateDiff ControlNet pipeline (SD 1.5-shaped UNet, ControlNet and a motion
     adapter whose blocks match the UNet's), for pose-sequence tests: frames go in through
     ``conditioning_frames=``; ``tokenizer_dir`` receives the tokenizer files."""
-    from diffusers import AnimateDiffControlNetPipeline, MotionAdapter
+    from diffusers import AnimateDiffControlNetPipeline
 
     torch.manual_seed(seed)
     tokenizer = tiny_clip_tokenizer(tokenizer_dir)
     unet, controlnet = _unet_and_controlnet(sdxl=False)
-    motion_adapter = MotionAdapter(
-        block_out_channels=unet.config.block_out_channels,
-        motion_layers_per_block=unet.config.layers_per_block,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=unet.config.norm_num_groups,
-        motion_max_seq_length=32,
-    )
+    motion_adapter = tiny_motion_adapter(unet.config)
     return AnimateDiffControlNetPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
@@ -335,6 +342,15 @@ def save_posing_detector(
     simcc_x, simcc_y = simcc_peaks(x_bins, y_bins, POSE_INPUT_SIZE)
     pose_path = peak_pose(folder / "pose.onnx", simcc_x, simcc_y, POSE_INPUT_SIZE)
     return det_path, pose_path
+
+
+def save_tiny_motion_adapter(path: Path, unet_dir: Path, seed: int = 0) -> Path:
+    """A random AnimateDiff ``MotionAdapter`` whose blocks match the UNet saved in ``unet_dir``
+    (e.g. ``save_tiny_sd_controlnet(...) / "unet"``), saved under ``path`` (returned), so that
+    ``AnimateDiffControlNetPipeline.from_pretrained(sd, motion_adapter=..., controlnet=...)`` loads."""
+    torch.manual_seed(seed)
+    tiny_motion_adapter(UNet2DConditionModel.load_config(unet_dir)).save_pretrained(path)
+    return Path(path)
 
 
 def main() -> None:

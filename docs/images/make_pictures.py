@@ -73,6 +73,28 @@ def style_picture() -> None:
     Image.fromarray(side_by_side(crops)).save(HERE / "styles.png", optimize=True)
 
 
+def retargeting_picture() -> None:
+    """A driving figure drawn narrow and tall with its left arm raised, then retargeted onto the
+    example pose (the reference) by segments and by the linear fit, all on the reference's canvas."""
+    from edit_pose import rotate_limb
+
+    from dwpose_ctrl.retarget import retarget_sequence
+    from dwpose_ctrl.sequence import PoseSequence, person_from_points, person_points
+
+    reference = read_json(POSE)
+    raised = person_points(rotate_limb(reference.people[0], reference, "left_arm", -150))
+    raised[:, 0] = 0.25 + 0.6 * raised[:, 0]  # narrower ...
+    raised[:, 1] = 0.02 + 0.9 * raised[:, 1]  # ... and, on its canvas, relatively taller
+    driving = dataclasses.replace(reference, people=[person_from_points(raised)])
+    sequence = PoseSequence.from_frames([driving])
+    panels = [draw_openpose(reference), draw_openpose(driving)]
+    for method in ("segments", "linear"):
+        panels.append(draw_openpose(retarget_sequence(sequence, reference, method).frames[0].pose))
+    strip = side_by_side(panels, gap=16)
+    small = cv2.resize(strip, (strip.shape[1] // 2, strip.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    Image.fromarray(small).save(HERE / "retargeting.png", optimize=True)
+
+
 def detection_picture(yolox: Path) -> None:
     from dwpose_ctrl.detector import DWposeDetector
 
@@ -96,6 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     pose_pictures()
     style_picture()
+    retargeting_picture()
     if args.yolox.exists():
         detection_picture(args.yolox)
     else:

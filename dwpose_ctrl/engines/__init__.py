@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dwpose_ctrl.arguments import check_flag
-from dwpose_ctrl.engines.item import JobSettings, Smoothing, process_item
+from dwpose_ctrl.engines.item import JobSettings, SequenceSettings, Smoothing, process_item
 from dwpose_ctrl.engines.local import LocalEngine, ResultCallback
 from dwpose_ctrl.engines.plan import (
     METADATA_FILE,
@@ -41,6 +41,7 @@ __all__ = [
     "Problem",
     "RenderSettings",
     "RunReport",
+    "SequenceSettings",
     "Smoothing",
     "Source",
     "Storage",

@@ -86,6 +86,31 @@ class Smoothing:
 
 
 @dataclass(frozen=True)
+class SequenceSettings:
+    """Whole-clip processing of videos (two passes, see :mod:`dwpose_ctrl.engines.sequence_video`).
+
+    ``smooth``: offline zero-phase smoothing (:func:`dwpose_ctrl.sequence.smooth_track`, window of
+    ``smooth_radius`` frames each side); ``fill_gaps``: fill keypoints missing for at most that
+    many frames; ``align_to``: a reference image or OpenPose JSON location to retarget onto with
+    ``align_method`` (:func:`dwpose_ctrl.retarget.retarget_sequence`).
+    """
+
+    smooth: bool = False
+    smooth_radius: int = 4
+    fill_gaps: int = 0
+    align_to: str | None = None
+    align_method: str = "segments"
+
+    def __post_init__(self) -> None:
+        from dwpose_ctrl.retarget import METHODS
+
+        if self.align_method not in METHODS:
+            raise ValueError(f"unknown align method {self.align_method!r}; expected one of {METHODS}")
+        if self.smooth_radius < 1 or self.fill_gaps < 0:
+            raise ValueError("smooth_radius must be >= 1 and fill_gaps >= 0")
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """Everything an engine needs besides the items and the detector; picklable for Ray."""
 
@@ -95,6 +120,7 @@ class JobSettings:
     detect_every: int = 1
     smoothing: Smoothing | None = None
     video_prefetch: int = 8
+    sequence: SequenceSettings | None = None
 
     def __post_init__(self) -> None:
         """Checked when made: counts are integers of any integer type (numpy's too), never floats."""
@@ -259,7 +285,7 @@ def encode_png(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def encode_json(data: dict) -> bytes:
+def encode_json(data: dict | list) -> bytes:
     """Compact, deterministic JSON bytes (unrounded floats, as SPEC 6 asks)."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -357,7 +383,8 @@ class VideoPoseTracker:
         return results
 
 
-def _open_video_source(location: str, storage: Storage):
+def open_video_source(location: str, storage: Storage):
+    """A path PyAV can open, or an open binary file for a URL (the caller closes it)."""
     if is_url(location):
         filesystem = storage.filesystem(location)
         return filesystem.open(filesystem._strip_protocol(location), "rb")
@@ -379,45 +406,32 @@ def render_video(
     on_frame: Callable[[], None] | None = None,
     batch_size: int = 1,
 ) -> tuple[int, str]:
-    """Render a video item: map video (and overlay video, per-frame JSON and PNGs).
+    """Render a video item: map video (and overlay video, per-frame JSON and PNGs, the sequence JSON).
 
     Returns the frame count and a warning ("" when none: a partial video, frames of another size).
     Decoding runs ahead in a thread, encoding and file writes behind in another; ``batch_size``
     frames at a time go through the networks together (the same numbers as one at a time); every
     frame keeps its input timestamp. The outputs are published together once every frame is
     written: the per-frame folder (replacing the old one whole), the overlay video, then the map.
-    On any error or interruption nothing of this run appears under the final names.
+    On any error or interruption nothing of this run appears under the final names. With
+    ``job.sequence`` the clip is processed whole (:mod:`dwpose_ctrl.engines.sequence_video`).
     """
     import av
 
-    codec = VIDEO_CODECS[job.outputs.video_codec]
-    source = _open_video_source(item.source.location, storage)
+    if job.sequence is not None:
+        from dwpose_ctrl.engines.sequence_video import render_video_sequence
+
+        return render_video_sequence(item, estimator, job, storage, stop, on_frame, batch_size)
+    source = open_video_source(item.source.location, storage)
     try:
         with open_video(source, job.max_pixels) as (info, frames), contextlib.ExitStack() as staged:
             check_image_size(info.height, info.width, "video frame", job.max_pixels)
             out_height, out_width = job.render.output_size(info.height, info.width)
-            finals = [item.final] if item.overlay is None else [item.final, item.overlay]
-            writers = [
-                _FrameEncoder.create(
-                    lambda path: VideoWriter(
-                        path,
-                        codec.encoder,
-                        codec.pixel_format,
-                        out_width,
-                        out_height,
-                        info.time_base,
-                        info.average_rate,
-                        container_format=codec.container,
-                    ),
-                    staged.enter_context(storage.staged_output(final, codec.extension)),
-                )
-                for final in finals
-            ]
-            frames_dir = None
-            if item.frames_dir is not None and (job.outputs.json or job.outputs.frames):
-                frames_dir = staged.enter_context(storage.staged_folder(item.frames_dir))
-            encoder = _FrameEncoder(writers, frames_dir, job.outputs, on_frame)
-            return _encode_frames(info, frames, encoder, estimator, job, stop, batch_size)
+            encoder = open_frame_encoder(item, storage, staged, job, info, (out_height, out_width), on_frame)
+            result = _encode_frames(info, frames, encoder, estimator, job, stop, batch_size)
+            if item.json is not None:
+                storage.write_bytes(item.json, encode_json(encoder.sequence_json))
+            return result
     except av.FFmpegError as error:
         raise ItemError(f"broken or unsupported video: {error}") from error
     finally:
@@ -425,7 +439,36 @@ def render_video(
             source.close()
 
 
-def _batches(frames, size: int):
+def open_frame_encoder(item, storage, staged, job, info, size: tuple[int, int], on_frame) -> _FrameEncoder:
+    """The writers of the map video (and the overlay video) of ``size`` (height, width) and the
+    staged per-frame folder, entered in ``staged`` so that they are published when it closes."""
+    codec = VIDEO_CODECS[job.outputs.video_codec]
+    height, width = size
+    finals = [item.final] if item.overlay is None else [item.final, item.overlay]
+    writers = [
+        _FrameEncoder.create(
+            lambda path: VideoWriter(
+                path,
+                codec.encoder,
+                codec.pixel_format,
+                width,
+                height,
+                info.time_base,
+                info.average_rate,
+                container_format=codec.container,
+            ),
+            staged.enter_context(storage.staged_output(final, codec.extension)),
+        )
+        for final in finals
+    ]
+    frames_dir = None
+    if item.frames_dir is not None and (job.outputs.json or job.outputs.frames):
+        frames_dir = staged.enter_context(storage.staged_folder(item.frames_dir))
+    return _FrameEncoder(writers, frames_dir, job.outputs, on_frame)
+
+
+def batches(frames, size: int):
+    """Lists of ``size`` consecutive items (the last one shorter)."""
     batch = []
     for frame in frames:
         batch.append(frame)
@@ -442,7 +485,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
     background = BackgroundWorker(size=job.video_prefetch, name="dwpose-video-writer")
     count, last, resized = 0, None, None
     try:
-        for batch in _batches(prefetch(frames, job.video_prefetch), batch_size):
+        for batch in batches(prefetch(frames, job.video_prefetch), batch_size):
             if stop is not None and stop.is_set():
                 raise Interrupted(f"stopped at frame {batch[0].index}")
             detection_images = [job.render.detection_image(frame.image) for frame in batch]
@@ -477,6 +520,11 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
         background.cancel()
         encoder.abort()
         raise
+    return count, video_warnings(info, count, last, resized)
+
+
+def video_warnings(info, count: int, last, resized: tuple[int, tuple[int, int]] | None) -> str:
+    """The warning of a video item ("" when none): frames missing at the end, a size change."""
     warnings = [missing_frames(info, count, last)]
     if resized is not None:
         (width, height), index = resized[1], resized[0]
@@ -484,7 +532,7 @@ def _encode_frames(info, frames, encoder, estimator, job, stop, batch_size) -> t
             f"the frame size changes mid-stream (frame {index} is {width}x{height}); such frames were "
             f"scaled to the first frame's {info.width}x{info.height}"
         )
-    return count, "; ".join(warning for warning in warnings if warning)
+    return "; ".join(warning for warning in warnings if warning)
 
 
 @dataclass
@@ -495,9 +543,12 @@ class _FrameEncoder:
     frames_dir: str | None
     options: OutputOptions
     on_frame: Callable[[], None] | None
+    sequence_json: list[dict] = field(default_factory=list)
 
     def task(self, index: int, pts: int, rendered: RenderedOutputs) -> Callable[[], None]:
         def write() -> None:
+            if self.options.json:
+                self.sequence_json.append(rendered.openpose_json)
             if self.frames_dir is not None:
                 name = os.path.join(self.frames_dir, frame_name(index))
                 if self.options.json:

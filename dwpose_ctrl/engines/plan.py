@@ -337,6 +337,8 @@ def _outputs_for(source: Source, stem: str, options: OutputOptions) -> dict[str,
             names["overlay"] = stem + ".overlay" + extension
         if options.json or options.frames:
             names["frames_dir"] = stem
+        if options.json:
+            names["json"] = stem + ".json"  # the whole clip as one sequence JSON
     else:
         names["final"] = stem + ".png"
         if options.json:
