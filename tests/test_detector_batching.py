@@ -327,7 +327,8 @@ def test_video_frames_batched_write_the_same_files_as_one_at_a_time(
         assert report.counts["done"] == 1 and report.results[0].frames == 6
         runs[batch_size] = (list(det_runs), list(pose_runs))
     files = tree(tmp_path / "out1")
-    assert files == tree(tmp_path / "out4") and len(files) == 2 + 6 * 2
+    assert files == tree(tmp_path / "out4") and len(files) == 2 + 6 * 2 + 1  # + clip.json, the whole clip
+    assert "clip.json" in files
     people = [len(json.loads(files[f"clip/{i:06d}.json"])["people"]) for i in range(6)]
     assert min(people) >= 2
     if batch == "fixed":
