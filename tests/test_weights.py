@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import time
 
 import huggingface_hub.constants
 import numpy as np
@@ -17,8 +19,10 @@ from dwpose_ctrl.weights import (
     ModelFile,
     ModelFileError,
     check_signature,
+    hub_reachable,
     registered,
     resolve_model,
+    resolve_models,
     sha256_of,
     verify_file,
 )
@@ -145,17 +149,67 @@ def test_download_from_the_hub_cache_offline(tiny_files, tmp_path):
     path = resolve_model("tiny-pose", "pose", cache_dir=cache)
     assert path.read_bytes() == tiny_files["pose"].read_bytes()
     assert COMMIT in str(path)
-    with pytest.raises(ModelFileError, match=r"not in the Hugging Face cache.*huggingface-cli download"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"not in the Hugging Face cache.*`hf download test-org/tiny-dwpose tiny_det.onnx --local-dir DIR`",
+    ):
         resolve_model("tiny-det", "detector", cache_dir=cache)
 
 
-def test_official_models_missing_while_offline_say_how_to_fix(tmp_path):
-    with pytest.raises(
-        ModelFileError, match=r"yolox_l\.onnx from yzd-v/DWPose is not in the Hugging Face cache"
-    ):
-        DWposeDetector(local_dir=tmp_path)
+def test_official_models_missing_while_offline_name_both_files_and_the_commands(tmp_path):
+    folder = tmp_path / "models"
+    started = time.monotonic()
+    with pytest.raises(ModelFileError) as caught:
+        DWposeDetector(local_dir=folder)
+    assert time.monotonic() - started < 5
+    assert str(caught.value) == (
+        f"model files missing: yolox_l.onnx, dw-ll_ucoco_384.onnx (looked in {folder} (local_dir / "
+        "--models-dir), $DWPOSE_CTRL_HOME (not set), the Hugging Face cache); HF_HUB_OFFLINE is set. "
+        "Fetch them once where the Hub is reachable: "
+        f"`hf download yzd-v/DWPose yolox_l.onnx dw-ll_ucoco_384.onnx --local-dir {folder}`, then run with "
+        f"`DWPOSE_CTRL_HOME={folder}` set, or pass `--det-model {folder}/yolox_l.onnx --pose-model "
+        f"{folder}/dw-ll_ucoco_384.onnx` (Python: det_model= / pose_model= paths, or local_dir=)"
+    )
     with pytest.raises(ModelFileError, match="DWPOSE_CTRL_HOME"):
         resolve_model(None, "pose", cache_dir=tmp_path)
+
+
+def test_only_the_missing_file_is_named_and_the_env_folder_is_suggested(tiny_files, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "tiny_det.onnx").write_bytes(tiny_files["detector"].read_bytes())
+    monkeypatch.setenv(HOME_ENV, str(home))
+    with pytest.raises(ModelFileError) as caught:
+        resolve_models("tiny-det", "tiny-pose")
+    message = str(caught.value)
+    assert message.startswith(f"model files missing: tiny_pose.onnx (looked in ${HOME_ENV} ({home}),")
+    assert f"`hf download {REPO} tiny_pose.onnx --local-dir {home}`" in message
+    assert f"`--pose-model {home}/tiny_pose.onnx`" in message and "--det-model" not in message
+
+
+def test_an_unreachable_hub_fails_at_once_without_retries(tiny_files, monkeypatch):
+    """No HF_HUB_OFFLINE, but nothing listens where the Hub should be: one probe, no retry loop."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not hub_reachable()
+    started = time.monotonic()
+    with pytest.raises(ModelFileError, match=r"missing: tiny_det\.onnx, tiny_pose\.onnx .*cannot be reached"):
+        resolve_models("tiny-det", "tiny-pose")
+    assert time.monotonic() - started < 5
+
+
+def test_cached_verified_files_are_used_without_asking_the_hub(tiny_files, tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    fake_hub_cache(cache, [tiny_files["detector"], tiny_files["pose"]])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("dwpose_ctrl.weights.hub_reachable", lambda: pytest.fail("the Hub was probed"))
+    det, pose = resolve_models("tiny-det", "tiny-pose", cache_dir=cache)
+    assert COMMIT in str(det) and pose.read_bytes() == tiny_files["pose"].read_bytes()
 
 
 def test_corrupt_file_in_the_hub_cache_is_refused(tiny_files, tmp_path):
