@@ -149,10 +149,8 @@ def test_download_from_the_hub_cache_offline(tiny_files, tmp_path):
     path = resolve_model("tiny-pose", "pose", cache_dir=cache)
     assert path.read_bytes() == tiny_files["pose"].read_bytes()
     assert COMMIT in str(path)
-    with pytest.raises(
-        ModelFileError,
-        match=r"not in the Hugging Face cache.*`hf download test-org/tiny-dwpose tiny_det.onnx --local-dir DIR`",
-    ):
+    fix = r"not in the Hugging Face cache.*`hf download test-org/tiny-dwpose tiny_det.onnx --local-dir DIR`"
+    with pytest.raises(ModelFileError, match=fix):
         resolve_model("tiny-det", "detector", cache_dir=cache)
 
 
