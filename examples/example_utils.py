@@ -6,12 +6,27 @@ Heavy imports (torch, diffusers) happen inside the functions, so ``--help`` answ
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
 from dwpose_ctrl import DWposeDetector
+from dwpose_ctrl.extras import MissingExtraError, require
 from dwpose_ctrl.pipelines import from_pretrained_dtype
+
+PIPELINE_PURPOSE = "the diffusers examples"
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run an example's ``main``; a missing optional dependency is one line on stderr, exit status 2."""
+    try:
+        main()
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
 
 SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
@@ -155,7 +170,7 @@ def add_pipeline_arguments(
 
 def pipeline_device_and_dtype(args: argparse.Namespace):
     """(device, torch dtype) from the options: cuda and float16 when available, else cpu and float32."""
-    import torch
+    torch = require("torch", "diffusers", PIPELINE_PURPOSE)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.dtype == "auto":
@@ -168,6 +183,7 @@ def pipeline_device_and_dtype(args: argparse.Namespace):
 
 def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
     """The SD 1.5 (or SDXL) ControlNet pipeline named by ``--model-id`` / ``--controlnet-id``."""
+    require("diffusers", "diffusers", PIPELINE_PURPOSE)
     from diffusers import (
         ControlNetModel,
         StableDiffusionControlNetPipeline,
