@@ -37,8 +37,9 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def runtime_lines(machine: Machine) -> list[str]:
-    """onnxruntime, torch, and the choice of ``backend="auto"`` for each device."""
+def runtime_lines(machine: Machine, torch_details: str = "") -> list[str]:
+    """onnxruntime, torch (``torch_details`` appended to its version), and the choice of
+    ``backend="auto"`` for each device."""
     installed = machine.onnxruntime_distributions
     lines = [
         "onnxruntime distributions: "
@@ -53,7 +54,10 @@ def runtime_lines(machine: Machine) -> list[str]:
     if machine.torch_version is None:
         lines.append("torch: not installed")
     else:
-        lines.append(f"torch: {machine.torch_version}{_torch_details(machine)}")
+        lines.append(
+            f"torch: {machine.torch_version}; CUDA available: {_yes(machine.torch_cuda)}; "
+            f"MPS available: {_yes(machine.torch_mps)}{torch_details}"
+        )
     for device in DEVICES:
         try:
             choice = choose_runtime(machine, "auto", device)
@@ -65,16 +69,17 @@ def runtime_lines(machine: Machine) -> list[str]:
     return lines
 
 
-def _torch_details(machine: Machine) -> str:
-    import torch
-
-    cuda = f"CUDA available: {_yes(machine.torch_cuda)}"
-    if torch.version.cuda:
-        cuda += f" (built for CUDA {torch.version.cuda})"
-    if machine.torch_cuda:
+def torch_details() -> str:
+    """The CUDA version torch was built for and the names of the GPUs it sees ("" without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return ""
+    details = f"; built for CUDA {torch.version.cuda}" if torch.version.cuda else ""
+    if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
-        cuda += f", devices: {', '.join(names)}"
-    return f"; {cuda}; MPS available: {_yes(machine.torch_mps)}"
+        details += f"; GPUs: {', '.join(names)}"
+    return details
 
 
 def weight_lines() -> list[str]:
@@ -124,7 +129,8 @@ def environment_report() -> str:
         f"opencv: {cv2.__version__}",
         f"huggingface_hub: {_version('huggingface_hub')}",
     ]
-    lines += runtime_lines(probe_machine(accelerators=True))
+    machine = probe_machine(accelerators=True)
+    lines += runtime_lines(machine, torch_details() if machine.torch_version else "")
     lines += weight_lines()
     header = "dwpose-ctrl environment (paste all of it into bug reports)"
     return "\n".join([header, *(f"- {line}" for line in lines)])

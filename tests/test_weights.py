@@ -276,3 +276,22 @@ def test_signature_check(role, inputs, outputs, ok):
     else:
         with pytest.raises(ModelFileError, match=r"model\.onnx does not look like"):
             check_signature("model.onnx", role, inputs, outputs)
+
+
+def test_dwpose_render_offline_fails_at_once_naming_both_files(tmp_path, capsys):
+    from dwpose_ctrl.cli import main
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"")  # never read: the run stops before the first item
+    started = time.monotonic()
+    assert main([str(image), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert time.monotonic() - started < 5
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("dwpose-render: error: model files missing: yolox_l.onnx, dw-ll_ucoco_384.onnx ")
+    assert "`hf download yzd-v/DWPose yolox_l.onnx dw-ll_ucoco_384.onnx --local-dir ~/dwpose-models`" in error
+    assert "`DWPOSE_CTRL_HOME=~/dwpose-models`" in error
+    assert (
+        "`--det-model ~/dwpose-models/yolox_l.onnx --pose-model ~/dwpose-models/dw-ll_ucoco_384.onnx`"
+        in error
+    )
