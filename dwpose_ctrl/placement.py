@@ -188,6 +188,7 @@ def _cpu_choice(machine: Machine, backend: str, why: str, warning: str | None = 
     from dwpose_ctrl.extras import MissingExtraError
 
     if backend in ("auto", "onnxruntime") and machine.onnxruntime_providers is not None:
+        warning = warning or onnxruntime_clash(machine)  # a broken install, even if the CPU still runs
         return RuntimeChoice("onnxruntime", "cpu", "float32", (CPU_PROVIDER,), why, warning)
     if backend == "onnxruntime":
         raise MissingExtraError("onnxruntime", "cpu", "backend='onnxruntime'")

@@ -145,7 +145,8 @@ def test_auto_on_cpu_is_onnxruntime_when_installed_else_torch(onnxruntime, torch
         "float32",
     )
     assert choice.providers == ((CPU,) if onnxruntime != "none" else ())
-    assert choice.warning is None
+    assert choice.warning == (onnxruntime_clash(facts) if onnxruntime == "clash" else None)
+    assert (choice.warning is None) == (onnxruntime != "clash")
 
 
 @pytest.mark.parametrize("torch", sorted(TORCHES))
