@@ -209,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="float32",
         help="float16/bfloat16: a faster mode for the torch backend on a GPU (default: float32)",
     )
+    model.add_argument(
+        "--providers",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="NAMES",
+        help="onnxruntime execution providers, comma-separated, e.g. coreml, directml, rocm, openvino, "
+        "tensorrt or full names such as CoreMLExecutionProvider",
+    )
+    model.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="when the --device cannot be used, warn and run on the CPU instead of stopping",
+    )
     model.add_argument("--score-threshold", type=float, default=0.3, help="person box score threshold (0.3)")
     model.add_argument("--nms-threshold", type=float, default=0.45, help="box NMS IoU threshold (0.45)")
     model.add_argument(
@@ -398,6 +410,8 @@ def detector_spec_from_args(args: argparse.Namespace):
         "min_box_size": args.min_box_size,
         "local_dir": args.models_dir,
         "dtype": args.dtype,
+        "providers": args.providers,
+        "allow_cpu_fallback": args.allow_cpu_fallback,
     }
     return DetectorSpec(
         det_model=args.det_model,

@@ -95,7 +95,7 @@ def test_every_documented_install_resolves_to_one_onnxruntime(tmp_path):
         pytest.skip("needs the package index (pypi.org) to resolve the install lines")
     specs = sorted(documented_installs())
     control = "[cpu,gpu]"  # what the check must catch: both runtimes in one line
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:  # waits on the index, not the CPU
         resolved = dict(
             zip(
                 [*specs, control],

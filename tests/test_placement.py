@@ -259,3 +259,30 @@ def test_the_probe_reads_distributions_providers_and_torch_devices(monkeypatch):
     finally:
         placement.onnxruntime_cuda_works.cache_clear()
     assert probe_machine(accelerators=False).torch_cuda is False
+
+
+def test_cli_runtime_flags_reach_the_choice(tmp_path, capsys, monkeypatch):
+    import numpy as np
+    from onnx_graphs import constant_yolox, pose_like, yolox_raw
+    from PIL import Image
+
+    from dwpose_ctrl.cli import main
+
+    monkeypatch.setattr("dwpose_ctrl.detector.probe_machine", lambda accelerators: machine("cpu", "cpu"))
+    det = constant_yolox(tmp_path / "det.onnx", yolox_raw({}, (64, 64)), (64, 64))
+    pose = pose_like(tmp_path / "pose.onnx")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    base = [str(tmp_path / "a.png"), "-q", "--det-model", str(det), "--pose-model", str(pose), "-o"]
+    for flags, message in (
+        (["--providers", "coreml"], "onnxruntime provider CoreMLExecutionProvider is not available here"),
+        (["--dtype", "float16"], "dtype='float16' is a faster mode for GPUs"),
+        (
+            ["--device", "cuda"],
+            f"device='cuda' cannot be used: this onnxruntime has only the providers {CPU}",
+        ),
+    ):
+        assert main([*base, str(tmp_path / "refused"), *flags]) == 2
+        assert capsys.readouterr().err.startswith(f"dwpose-render: error: {message}")
+    with pytest.warns(RuntimeWarning, match="running on the CPU \\(allow_cpu_fallback=True\\)"):
+        assert main([*base, str(tmp_path / "out"), "--device", "cuda", "--allow-cpu-fallback"]) == 0
+    assert (tmp_path / "out" / "a.png").is_file()
