@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import re
+import warnings
 
 import pytest
 
@@ -286,3 +287,21 @@ def test_cli_runtime_flags_reach_the_choice(tmp_path, capsys, monkeypatch):
     with pytest.warns(RuntimeWarning, match="running on the CPU \\(allow_cpu_fallback=True\\)"):
         assert main([*base, str(tmp_path / "out"), "--device", "cuda", "--allow-cpu-fallback"]) == 0
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_a_session_that_does_not_get_the_provider_asked_for_is_refused(tmp_path):
+    """This onnxruntime has no CUDA: the session falls back to the CPU, which is refused, not silent."""
+    from onnx_graphs import pose_like
+
+    from dwpose_ctrl.runtime import OnnxBackend
+
+    model = pose_like(tmp_path / "pose.onnx")
+    backend = OnnxBackend(model, device="cuda", providers=(CUDA, CPU))
+    with warnings.catch_warnings(), pytest.raises(RuntimeUnavailableError) as caught:
+        warnings.simplefilter("ignore")  # onnxruntime's own note that CUDA is not available
+        _ = backend.session
+    assert str(caught.value) == (
+        "onnxruntime could not start CUDAExecutionProvider for pose.onnx (it runs on CPUExecutionProvider; "
+        "see onnxruntime's log above); `python -m dwpose_ctrl.env` says what is installed"
+    )
+    assert OnnxBackend(model, providers=(CPU,)).providers == (CPU,)
