@@ -43,12 +43,12 @@ from dwpose_ctrl.resize import resize_to_resolution, resolution_size
 from dwpose_ctrl.runtime import Backend, create_backend
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
 from dwpose_ctrl.weights import (
+    ModelFile,
     check_pose_geometry,
-    download,
+    fetch_files,
     find_registered,
     resolve_model,
     resolve_models,
-    verify_file,
 )
 
 Mode = Literal["default", "reference"]
@@ -187,12 +187,13 @@ class DWposeDetector:
                 "token": token,
                 "local_files_only": local_files_only,
             }
-            paths = []
-            for filename in (det_filename, pose_filename):
-                path = download(folder, filename, **hub)
-                entry = find_registered(folder, filename)
-                paths.append(path if entry is None else verify_file(path, entry))
-            det_path, pose_path = paths
+            files = {"detector": det_filename, "pose": pose_filename}
+            entries = {
+                role: find_registered(folder, name) or ModelFile(name, role, folder, name, None, None)
+                for role, name in files.items()
+            }
+            paths = fetch_files(entries, registered_names=False, **hub)
+            det_path, pose_path = paths["detector"], paths["pose"]
         return cls(det_model=det_path, pose_model=pose_path, **kwargs)
 
     # runtimes

@@ -216,21 +216,34 @@ def fetch_commands(entries: Iterable[ModelFile], folder: str) -> list[str]:
 
 
 def missing_files_error(
-    entries: list[ModelFile], local_dir: str | os.PathLike | None, why: str
+    entries: list[ModelFile], local_dir: str | os.PathLike | None, why: str, registered_names: bool = True
 ) -> ModelFileError:
-    """One error naming every missing registered file and the exact commands that fix it."""
-    folder = os.fspath(local_dir) if local_dir else os.environ.get(HOME_ENV) or DOWNLOAD_DIR_HINT
+    """One error naming every missing file and the exact commands that fix it.
+
+    ``registered_names``: the files were asked for by registered name, so ``local_dir`` and
+    ``$DWPOSE_CTRL_HOME`` were searched and can hold them; else (``from_pretrained``) only paths
+    or a folder help.
+    """
+    home = os.environ.get(HOME_ENV) if registered_names else None
+    folder = os.fspath(local_dir) if local_dir else home or DOWNLOAD_DIR_HINT
     searched = [f"{os.fspath(local_dir)} (local_dir / --models-dir)"] if local_dir else []
-    searched.append(f"${HOME_ENV} ({os.environ.get(HOME_ENV) or 'not set'})")
+    if registered_names:
+        searched.append(f"${HOME_ENV} ({home or 'not set'})")
     searched.append("the Hugging Face cache")
     flags = {"detector": "--det-model", "pose": "--pose-model"}
     arguments = " ".join(f"{flags[entry.role]} {folder}/{entry.filename}" for entry in entries)
     names = ", ".join(entry.filename for entry in entries)
     commands = " && ".join(fetch_commands(entries, folder))
+    expanded = os.path.expanduser(folder)  # Python does not expand ~
+    use = (
+        f"then run with `{HOME_ENV}={folder}` set, or pass `{arguments}` "
+        "(Python: det_model= / pose_model= paths, or local_dir=)"
+        if registered_names
+        else f"then pass `{arguments}` (Python: DWposeDetector.from_pretrained({expanded!r}))"
+    )
     return ModelFileError(
         f"model files missing: {names} (looked in {', '.join(searched)}); {why}. Fetch them once where "
-        f"the Hub is reachable: `{commands}`, then run with `{HOME_ENV}={folder}` set, or pass "
-        f"`{arguments}` (Python: det_model= / pose_model= paths, or local_dir=)"
+        f"the Hub is reachable: `{commands}`, {use}"
     )
 
 
@@ -293,12 +306,10 @@ def _locate(
     return entry
 
 
-def _cached(entry: ModelFile, **hub_kwargs) -> Path | None:
-    """A verified entry's file already in the Hugging Face cache (used without asking the Hub)."""
+def _in_cache(entry: ModelFile, **hub_kwargs) -> Path | None:
+    """The entry's file in the Hugging Face cache, or ``None``."""
     from huggingface_hub import try_to_load_from_cache
 
-    if not entry.verified:
-        return None
     found = try_to_load_from_cache(
         entry.repo_id,
         entry.filename,
@@ -308,31 +319,28 @@ def _cached(entry: ModelFile, **hub_kwargs) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def resolve_models(
-    det_model: str | os.PathLike | None,
-    pose_model: str | os.PathLike | None,
+def fetch_files(
+    entries: dict[Role, ModelFile],
     local_dir: str | os.PathLike | None = None,
+    registered_names: bool = True,
     **hub_kwargs,
-) -> tuple[Path, Path]:
-    """Both model arguments as local files (see :func:`resolve_model`).
-
-    Registered files found nowhere locally are downloaded; when the Hub is evidently out of reach
-    (``HF_HUB_OFFLINE``, ``local_files_only=True``, or :func:`hub_reachable` says no) the error
-    names every missing file at once, without retries.
-    """
-    located = {
-        role: _locate(model, role, local_dir)
-        for role, model in (("detector", det_model), ("pose", pose_model))
-    }
-    for role, item in located.items():
-        if isinstance(item, ModelFile):
-            cached = _cached(item, **hub_kwargs)
-            if cached is not None:
-                located[role] = verify_file(cached, item)
-    missing = [item for item in located.values() if isinstance(item, ModelFile)]
+) -> dict[Role, Path]:
+    """Files of the Hub, one per role: verified entries already cached are used without asking the
+    Hub; when files are missing and the Hub is evidently out of reach (``HF_HUB_OFFLINE``,
+    ``local_files_only=True``, or :func:`hub_reachable` says no) one error names all of them at
+    once, without retries (see :func:`missing_files_error`); else each is downloaded and verified."""
+    paths: dict[Role, Path] = {}
+    missing = []
+    for role, entry in entries.items():
+        cached = _in_cache(entry, **hub_kwargs)
+        if cached is not None and entry.verified:
+            paths[role] = verify_file(cached, entry)
+        elif cached is None:
+            missing.append(entry)
     if missing:
         if hub_kwargs.get("local_files_only"):
-            raise missing_files_error(missing, local_dir, "local_files_only=True forbids downloading")
+            why = "local_files_only=True forbids downloading"
+            raise missing_files_error(missing, local_dir, why, registered_names)
         if not hub_reachable():
             from huggingface_hub import constants
 
@@ -341,10 +349,27 @@ def resolve_models(
                 if constants.HF_HUB_OFFLINE
                 else f"the Hub ({constants.ENDPOINT}) cannot be reached from here"
             )
-            raise missing_files_error(missing, local_dir, why)
-    for role, item in located.items():
-        if isinstance(item, ModelFile):
-            located[role] = verify_file(download(item.repo_id, item.filename, **hub_kwargs), item)
+            raise missing_files_error(missing, local_dir, why, registered_names)
+    for role, entry in entries.items():
+        if role not in paths:
+            paths[role] = verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
+    return paths
+
+
+def resolve_models(
+    det_model: str | os.PathLike | None,
+    pose_model: str | os.PathLike | None,
+    local_dir: str | os.PathLike | None = None,
+    **hub_kwargs,
+) -> tuple[Path, Path]:
+    """Both model arguments as local files (see :func:`resolve_model`); registered files found
+    nowhere locally come from :func:`fetch_files`, so missing ones are named all at once."""
+    located = {
+        role: _locate(model, role, local_dir)
+        for role, model in (("detector", det_model), ("pose", pose_model))
+    }
+    to_fetch = {role: item for role, item in located.items() if isinstance(item, ModelFile)}
+    located.update(fetch_files(to_fetch, local_dir, **hub_kwargs))
     return located["detector"], located["pose"]
 
 

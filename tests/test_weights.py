@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
 
@@ -233,8 +234,15 @@ def test_from_pretrained_folder_and_hub(tiny_files, tmp_path):
         REPO, det_filename="tiny_det.onnx", pose_filename="tiny_pose.onnx", cache_dir=cache
     )
     assert from_hub.pose_model_path.read_bytes() == tiny_files["pose"].read_bytes()
-    with pytest.raises(ModelFileError, match="not in the Hugging Face cache"):
+    with pytest.raises(ModelFileError) as caught:
         DWposeDetector.from_pretrained(REPO, det_filename="other.onnx", cache_dir=cache)
+    assert str(caught.value) == (
+        "model files missing: other.onnx, dw-ll_ucoco_384.onnx (looked in the Hugging Face cache); "
+        "HF_HUB_OFFLINE is set. Fetch them once where the Hub is reachable: `hf download "
+        f"{REPO} other.onnx dw-ll_ucoco_384.onnx --local-dir ~/dwpose-models`, then pass `--det-model "
+        "~/dwpose-models/other.onnx --pose-model ~/dwpose-models/dw-ll_ucoco_384.onnx` "
+        f"(Python: DWposeDetector.from_pretrained({os.path.expanduser('~/dwpose-models')!r}))"
+    )
 
 
 def test_sha256_of_matches_hashlib(tmp_path):
