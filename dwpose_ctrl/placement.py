@@ -300,6 +300,11 @@ def _explicit_providers(
         )
     if dtype != "float32":
         raise ValueError(f"providers= runs onnxruntime, which runs float32 ONNX files; not dtype={dtype!r}")
+    if target == "mps":
+        raise ValueError(
+            "device='mps' is the torch backend; for onnxruntime's Core ML provider pass device='cpu' "
+            "(its inputs and outputs live there) with providers=['CoreMLExecutionProvider']"
+        )
     if machine.onnxruntime_providers is None:
         from dwpose_ctrl.extras import MissingExtraError
 

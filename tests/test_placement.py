@@ -212,6 +212,10 @@ def test_onnxruntime_providers_are_selectable_and_checked():
         "CPUExecutionProvider); it comes with onnxruntime (the macOS wheel), installed instead of "
         "(not beside) the onnxruntime installed now"
     )
+    with pytest.raises(ValueError, match="device='mps' is the torch backend; for onnxruntime's Core ML"):
+        choose_runtime(
+            Machine(("onnxruntime",), ("CoreMLExecutionProvider", CPU)), device="mps", providers="coreml"
+        )
     with pytest.raises(ValueError, match="does not apply to backend='torch'"):
         choose_runtime(openvino, "torch", providers=["openvino"])
     directml = choose_runtime(
