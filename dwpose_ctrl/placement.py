@@ -199,7 +199,10 @@ def _cpu_choice(machine: Machine, backend: str, why: str, warning: str | None = 
     if backend == "torch":
         raise MissingExtraError("torch", "torch", "backend='torch'")
     raise MissingExtraError(
-        "onnxruntime", "cpu", "dwpose-ctrl (no runtime installed; on a GPU use the '[gpu]' extra instead)"
+        "onnxruntime",
+        "cpu",
+        "running the networks (neither onnxruntime nor torch is installed; on an NVIDIA GPU use the "
+        "'[gpu]' extra instead)",
     )
 
 

@@ -50,9 +50,9 @@ def test_runtime_lines_of_a_working_gpu_install_and_of_nothing():
     nothing = runtime_lines(Machine())
     assert nothing[:2] == ["onnxruntime distributions: none installed", "onnxruntime providers: -"]
     assert nothing[4] == (
-        "backend='auto' on cpu: cannot run (dwpose-ctrl (no runtime installed; on a GPU use the '[gpu]' "
-        "extra instead) needs the '[cpu]' extra: pip install 'dwpose-ctrl[cpu]' (onnxruntime is not "
-        "installed))"
+        "backend='auto' on cpu: cannot run (running the networks (neither onnxruntime nor torch is "
+        "installed; on an NVIDIA GPU use the '[gpu]' extra instead) needs the '[cpu]' extra: pip install "
+        "'dwpose-ctrl[cpu]' (onnxruntime is not installed))"
     )
 
 
