@@ -137,3 +137,16 @@ def test_diffusers_helpers_and_examples_without_diffusers(monkeypatch, capsys):
         "(diffusers is not installed)"
     )
     monkeypatch.delitem(sys.modules, "example_utils")
+
+
+def test_quantisation_without_onnxruntime(monkeypatch, tmp_path, capsys):
+    from dwpose_ctrl.quantize import main
+
+    missing(monkeypatch, "onnxruntime")
+    with pytest.raises(SystemExit) as caught:
+        main([str(tmp_path / "pose.onnx"), str(tmp_path / "int8.onnx"), "--method", "dynamic"])
+    assert caught.value.code == 2
+    assert one_line(capsys.readouterr().err) == (
+        "python -m dwpose_ctrl.quantize: error: int8 quantisation (onnxruntime's tools) needs the '[cpu]' "
+        "extra: pip install 'dwpose-ctrl[cpu]' (onnxruntime is not installed)"
+    )
