@@ -37,5 +37,5 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     except ModuleNotFoundError as error:
         missing = error.name or module
         if missing == module or module.startswith(missing + "."):
-            raise MissingExtraError(missing, extra, purpose) from error
+            raise MissingExtraError(missing.partition(".")[0], extra, purpose) from error
         raise
