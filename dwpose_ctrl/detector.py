@@ -157,10 +157,10 @@ class DWposeDetector:
         self.min_box_size = (
             None if min_box_size is None else _check_threshold("min_box_size", min_box_size, 0, np.inf)
         )
+        self.runtime_choice: RuntimeChoice = self._choose_runtime(device)  # before any download
         self.det_model_path, self.pose_model_path = resolve_models(det_model, pose_model, local_dir)
         self._det_backend: Backend | None = None
         self._pose_backend: Backend | None = None
-        self.runtime_choice: RuntimeChoice = self._choose_runtime(device)
 
     @classmethod
     def from_pretrained(
