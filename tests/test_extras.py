@@ -76,12 +76,16 @@ def test_cli_torch_backend_ray_and_s3_without_their_extras(monkeypatch, models, 
     )
 
 
-def test_no_runtime_installed_names_the_cpu_extra(monkeypatch, models):
+def test_no_runtime_installed_names_the_cpu_extra_before_any_model_download(monkeypatch, models, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     missing(monkeypatch, "onnxruntime", "torch")
-    with pytest.raises(
-        MissingExtraError, match=r"needs the '\[cpu\]' extra: pip install 'dwpose-ctrl\[cpu\]'"
-    ):
-        DWposeDetector(*models)
+    cpu_extra = r"needs the '\[cpu\]' extra: pip install 'dwpose-ctrl\[cpu\]'"
+    for model_arguments in (models, ()):  # the official files are missing too: the runtime comes first
+        with pytest.raises(MissingExtraError, match=cpu_extra):
+            DWposeDetector(*model_arguments)
 
 
 def test_onnxruntime_missing_when_a_session_is_created(monkeypatch, models):
