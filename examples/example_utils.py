@@ -93,7 +93,11 @@ def add_detector_arguments(
         metavar="PATH_OR_NAME",
         help="pose model ONNX file or registered name (default: the official dw-ll_ucoco_384.onnx)",
     )
-    group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument(
+        "--detector-device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps; on cuda without onnxruntime-gpu the PyTorch backend runs (default: cpu)",
+    )
     group.add_argument(
         "--detect-resolution",
         type=positive_int,
