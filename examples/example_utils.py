@@ -96,7 +96,8 @@ def add_detector_arguments(
     group.add_argument(
         "--detector-device",
         default="cpu",
-        help="cpu, cuda, cuda:N or mps; on cuda without onnxruntime-gpu the PyTorch backend runs (default: cpu)",
+        help="cpu, cuda, cuda:N or mps; on cuda without onnxruntime-gpu the PyTorch backend runs "
+        "(default: cpu)",
     )
     group.add_argument(
         "--detect-resolution",
