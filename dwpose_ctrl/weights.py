@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import socket
 import threading
 import warnings
@@ -207,12 +208,23 @@ def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
     return reached.is_set()
 
 
+def _shell_word(path: str) -> str:
+    """``path`` quoted for a POSIX shell; a leading ``~/`` stays outside the quotes (expanded)."""
+    if path.startswith("~/"):
+        rest = path[2:]
+        return "~/" + (shlex.quote(rest) if rest else "")
+    return shlex.quote(path)
+
+
 def fetch_commands(entries: Iterable[ModelFile], folder: str) -> list[str]:
     """``hf download`` commands that put the files of ``entries`` into ``folder`` (one per repo)."""
     by_repo: dict[str, list[str]] = {}
     for entry in entries:
         by_repo.setdefault(entry.repo_id, []).append(entry.filename)
-    return [f"hf download {repo} {' '.join(names)} --local-dir {folder}" for repo, names in by_repo.items()]
+    return [
+        f"hf download {repo} {' '.join(names)} --local-dir {_shell_word(folder)}"
+        for repo, names in by_repo.items()
+    ]
 
 
 def missing_files_error(
@@ -231,12 +243,14 @@ def missing_files_error(
         searched.append(f"${HOME_ENV} ({home or 'not set'})")
     searched.append("the Hugging Face cache")
     flags = {"detector": "--det-model", "pose": "--pose-model"}
-    arguments = " ".join(f"{flags[entry.role]} {folder}/{entry.filename}" for entry in entries)
+    arguments = " ".join(
+        f"{flags[entry.role]} {_shell_word(os.path.join(folder, entry.filename))}" for entry in entries
+    )
     names = ", ".join(entry.filename for entry in entries)
     commands = " && ".join(fetch_commands(entries, folder))
     expanded = os.path.expanduser(folder)  # Python does not expand ~
     use = (
-        f"then run with `{HOME_ENV}={folder}` set, or pass `{arguments}` "
+        f"then run with `{HOME_ENV}={_shell_word(folder)}` set, or pass `{arguments}` "
         "(Python: det_model= / pose_model= paths, or local_dir=)"
         if registered_names
         else f"then pass `{arguments}` (Python: DWposeDetector.from_pretrained({expanded!r}))"

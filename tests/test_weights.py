@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import socket
 import time
 
@@ -303,3 +304,15 @@ def test_dwpose_render_offline_fails_at_once_naming_both_files(tmp_path, capsys)
         "`--det-model ~/dwpose-models/yolox_l.onnx --pose-model ~/dwpose-models/dw-ll_ucoco_384.onnx`"
         in error
     )
+
+
+def test_the_commands_quote_folders_for_the_shell(tmp_path):
+    folder = tmp_path / "my models"
+    with pytest.raises(ModelFileError) as caught:
+        resolve_models(None, None, local_dir=folder)
+    command = str(caught.value).split("`")[1]
+    assert shlex.split(command) == [
+        "hf", "download", "yzd-v/DWPose", "yolox_l.onnx", "dw-ll_ucoco_384.onnx", "--local-dir", str(folder),
+    ]  # fmt: skip
+    arguments = str(caught.value).split("`")[5]
+    assert shlex.split(arguments)[1] == str(folder / "yolox_l.onnx")
