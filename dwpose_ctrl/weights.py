@@ -392,12 +392,13 @@ def resolve_model(
 ) -> Path:
     """Turn a model argument (path, registered name, or ``None`` for the default) into a local file.
 
-    ``hub_kwargs`` go to ``hf_hub_download`` (``cache_dir``, ``revision``, ``token``, ...).
+    ``hub_kwargs`` go to ``hf_hub_download`` (``cache_dir``, ``revision``, ``token``, ...); a
+    missing file is fetched by :func:`fetch_files` (no retries when the Hub is out of reach).
     """
     item = _locate(model, role, local_dir)
     if isinstance(item, Path):
         return item
-    return verify_file(download(item.repo_id, item.filename, **hub_kwargs), item)
+    return fetch_files({role: item}, local_dir, **hub_kwargs)[role]
 
 
 def _written_as_path(model: str | os.PathLike) -> bool:

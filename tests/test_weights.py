@@ -21,6 +21,7 @@ from dwpose_ctrl.weights import (
     ModelFile,
     ModelFileError,
     check_signature,
+    download,
     hub_reachable,
     registered,
     resolve_model,
@@ -151,9 +152,12 @@ def test_download_from_the_hub_cache_offline(tiny_files, tmp_path):
     path = resolve_model("tiny-pose", "pose", cache_dir=cache)
     assert path.read_bytes() == tiny_files["pose"].read_bytes()
     assert COMMIT in str(path)
+    missing = r"^model files missing: tiny_det\.onnx \(looked in \$DWPOSE_CTRL_HOME \(not set\), the Hugging"
+    with pytest.raises(ModelFileError, match=missing):
+        resolve_model("tiny-det", "detector", cache_dir=cache)
     fix = r"not in the Hugging Face cache.*`hf download test-org/tiny-dwpose tiny_det.onnx --local-dir DIR`"
     with pytest.raises(ModelFileError, match=fix):
-        resolve_model("tiny-det", "detector", cache_dir=cache)
+        download(REPO, "tiny_det.onnx", cache_dir=cache)
 
 
 def test_official_models_missing_while_offline_name_both_files_and_the_commands(tmp_path):
