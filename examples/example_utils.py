@@ -282,7 +282,7 @@ def load_pose_pipeline(args: argparse.Namespace, pipeline_class: str, controlnet
     """``pipeline_class`` from ``--model-id`` with ``controlnet_class`` from ``--controlnet-id``
     (and ``components`` replacing the saved ones), in ``--dtype``, on ``--device`` or
     CPU-offloaded with ``--cpu-offload``."""
-    import diffusers
+    diffusers = require("diffusers", "diffusers", PIPELINE_PURPOSE)
 
     device, dtype = pipeline_device_and_dtype(args)
     dtype_option = _dtype_option(dtype)
