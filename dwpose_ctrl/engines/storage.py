@@ -160,7 +160,7 @@ class Storage:
 
         scheme = url.partition("://")[0]
         if scheme in ("s3", "s3a"):
-            require("s3fs", "ray", f"{scheme}:// locations")
+            require("s3fs", "ray", f"{scheme}:// storage")
         if scheme not in self._filesystems:
             self._filesystems[scheme] = fsspec.filesystem(scheme, **self.options)
         return self._filesystems[scheme]
