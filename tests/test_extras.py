@@ -102,7 +102,8 @@ def test_the_converter_without_torch(monkeypatch, tmp_path, capsys):
     missing(monkeypatch, "torch")
     assert main([str(tmp_path / "model.pth"), "--out", str(tmp_path)]) == 2
     assert one_line(capsys.readouterr().err) == (
-        "error: the converter (python -m dwpose_ctrl.convert) needs the '[torch]' extra: "
+        "python -m dwpose_ctrl.convert: error: the converter (python -m dwpose_ctrl.convert) needs the "
+        "'[torch]' extra: "
         "pip install 'dwpose-ctrl[torch]' (torch is not installed)"
     )
 
@@ -113,7 +114,7 @@ def test_training_commands_without_the_train_extra(monkeypatch, capsys):
     missing(monkeypatch, "torch")
     assert main(["train", "--config", "tiny_synthetic"]) == 2
     assert one_line(capsys.readouterr().err) == (
-        "python -m training: error: python -m training train needs the '[train]' extra: "
+        "python -m training: error: the trainer needs the '[train]' extra: "
         "pip install 'dwpose-ctrl[train]' (torch is not installed)"
     )
 

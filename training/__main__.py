@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; bad input (config, data, checkpoints) gives one ``error:`` line and exit 2,
     and so does a missing package of the '[train]' extra."""
-    parser = build_parser()
+    try:
+        parser = build_parser()  # some command modules import torch
+    except ModuleNotFoundError as error:
+        print(f"python -m training: error: {missing_train_extra(error, 'the trainer')}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
@@ -59,12 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
-        missing = (error.name or "").partition(".")[0]
-        if missing not in TRAIN_EXTRA_MODULES:
-            raise
-        extra_error = MissingExtraError(missing, "train", "this command")
+        extra_error = missing_train_extra(error, "this command")
         print(f"{parser.prog} {args.command}: error: {extra_error}", file=sys.stderr)
         return 2
+
+
+def missing_train_extra(error: ModuleNotFoundError, purpose: str) -> MissingExtraError:
+    """The one-line error for a missing package of the '[train]' extra; other errors re-raised."""
+    missing = (error.name or "").partition(".")[0]
+    if missing not in TRAIN_EXTRA_MODULES:
+        raise error
+    return MissingExtraError(missing, "train", purpose)
 
 
 def one_line(error: BaseException) -> str:
