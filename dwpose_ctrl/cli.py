@@ -16,7 +16,9 @@ from dwpose_ctrl.engines.plan import VIDEO_CODECS, OutputOptions
 from dwpose_ctrl.engines.pose import RenderSettings
 from dwpose_ctrl.engines.report import DONE, FAILED, EngineError, ItemResult, RunReport
 from dwpose_ctrl.engines.storage import Storage
+from dwpose_ctrl.extras import MissingExtraError
 from dwpose_ctrl.inputs import MAX_PIXELS
+from dwpose_ctrl.placement import RuntimeUnavailableError
 from dwpose_ctrl.styles import STYLE_NAMES
 
 EXAMPLES = """\
@@ -84,6 +86,19 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
+class _EnvAction(argparse.Action):
+    """``--env``: print the environment report and exit, like ``--version`` (no INPUT needed)."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from dwpose_ctrl.env import environment_report
+
+        print(environment_report())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dwpose-render",
@@ -102,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-o", "--output", default="dwpose-maps", help="output folder or URL (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--env",
+        action=_EnvAction,
+        help="print versions, runtimes, what --backend auto picks and the model files, then exit "
+        "(paste it into bug reports)",
     )
 
     outputs = parser.add_argument_group("outputs")
@@ -174,8 +195,32 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--mode", choices=("default", "reference"), default="default", help="see docs (default: default)"
     )
-    model.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime", help="runtime")
-    model.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    model.add_argument(
+        "--backend",
+        choices=("auto", "onnxruntime", "torch"),
+        default="auto",
+        help="runtime; auto: onnxruntime on the CPU, on CUDA onnxruntime's CUDA provider when it works "
+        "else torch, torch on mps (default: auto)",
+    )
+    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    model.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="float16/bfloat16: a faster mode for the torch backend on a GPU (default: float32)",
+    )
+    model.add_argument(
+        "--providers",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="NAMES",
+        help="onnxruntime execution providers, comma-separated, e.g. coreml, directml, rocm, openvino, "
+        "tensorrt or full names such as CoreMLExecutionProvider",
+    )
+    model.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="when the --device cannot be used, warn and run on the CPU instead of stopping",
+    )
     model.add_argument("--score-threshold", type=float, default=0.3, help="person box score threshold (0.3)")
     model.add_argument("--nms-threshold", type=float, default=0.45, help="box NMS IoU threshold (0.45)")
     model.add_argument(
@@ -364,6 +409,9 @@ def detector_spec_from_args(args: argparse.Namespace):
         "max_persons": args.max_persons,
         "min_box_size": args.min_box_size,
         "local_dir": args.models_dir,
+        "dtype": args.dtype,
+        "providers": args.providers,
+        "allow_cpu_fallback": args.allow_cpu_fallback,
     }
     return DetectorSpec(
         det_model=args.det_model,
@@ -486,7 +534,7 @@ def main(argv: list[str] | None = None, estimator_factory=None) -> int:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         report = run(args, estimator_factory)
-    except (TypeError, ValueError, OSError, EngineError) as error:
+    except (TypeError, ValueError, OSError, EngineError, MissingExtraError, RuntimeUnavailableError) as error:
         print(f"dwpose-render: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

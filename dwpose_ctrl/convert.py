@@ -15,24 +15,19 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-from dwpose_ctrl.models.checkpoints import UnsafeCheckpointError, load_model
-from dwpose_ctrl.models.export import (
-    DEFAULT_OPSET,
-    MIN_OPSET,
-    check_opset,
-    default_input_size,
-    export_onnx,
-    export_safetensors,
-    io_names,
-    max_opset,
-)
-from dwpose_ctrl.models.rtmpose import RTMPose
-from dwpose_ctrl.models.yolox import YOLOX
+from dwpose_ctrl.extras import MissingExtraError, require
+
+if TYPE_CHECKING:  # torch is the '[torch]' extra: imported when a conversion runs
+    from torch import nn
+
+    from dwpose_ctrl.models.rtmpose import RTMPose
+    from dwpose_ctrl.models.yolox import YOLOX
+
+PURPOSE = "the converter (python -m dwpose_ctrl.convert)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,10 @@ class ExportResult:
 
 def verify_onnx(model: nn.Module, onnx_path: str | os.PathLike, input_size: tuple[int, int]) -> float:
     """Largest absolute difference between onnxruntime and PyTorch (float32, CPU) on a random batch of 2."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "cpu", "checking the exported ONNX file")
+    torch = require("torch", "torch", PURPOSE)
+    from dwpose_ctrl.models.export import io_names
+    from dwpose_ctrl.models.yolox import YOLOX
 
     height, width = input_size
     batch = np.random.default_rng(0).uniform(-2.0, 2.0, (2, 3, height, width)).astype(np.float32)
@@ -80,6 +78,11 @@ def export_model(
     With ``verify`` the ONNX file is run with onnxruntime and compared to PyTorch; the largest
     absolute difference is returned in the result.
     """
+    require("torch", "torch", PURPOSE)
+    from dwpose_ctrl.models.export import default_input_size, export_onnx, export_safetensors
+    from dwpose_ctrl.models.rtmpose import RTMPose
+    from dwpose_ctrl.models.yolox import YOLOX
+
     if not isinstance(model, (RTMPose, YOLOX)):
         raise TypeError(f"export_model expects an RTMPose or YOLOX model, got {type(model).__name__}")
     if not name or Path(name).name != name:
@@ -97,6 +100,8 @@ def export_model(
 
 def parse_opset(text: str) -> int:
     """argparse type of ``--opset``: a whole number the exporter supports (see ``check_opset``)."""
+    from dwpose_ctrl.models.export import DEFAULT_OPSET, check_opset
+
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"the opset is a whole number such as {DEFAULT_OPSET}, got {text!r}")
     try:
@@ -112,6 +117,8 @@ def check_out_dir(out: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from dwpose_ctrl.models.export import DEFAULT_OPSET, MIN_OPSET, max_opset  # needs torch
+
     parser = argparse.ArgumentParser(
         prog="python -m dwpose_ctrl.convert",
         description="Convert an mmpose/DWPose RTMPose or a YOLOX checkpoint to safetensors and ONNX.",
@@ -147,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        require("torch", "torch", PURPOSE)
+    except MissingExtraError as error:
+        print(f"python -m dwpose_ctrl.convert: error: {error}", file=sys.stderr)
+        return 2
+    from dwpose_ctrl.models.checkpoints import UnsafeCheckpointError, load_model
+    from dwpose_ctrl.models.rtmpose import RTMPose
+
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -7,6 +7,7 @@ openpose, render); this one only chains them, holds the options and the lazily c
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -27,11 +28,28 @@ from dwpose_ctrl.person_detection import (
     letterbox,
     person_boxes,
 )
+from dwpose_ctrl.placement import (
+    BACKENDS,
+    RuntimeChoice,
+    RuntimeInfo,
+    choose_runtime,
+    describe_backend,
+    device_kind,
+    normalize_dtype,
+    probe_machine,
+)
 from dwpose_ctrl.render import RenderOptions, render_map
 from dwpose_ctrl.resize import resize_to_resolution, resolution_size
-from dwpose_ctrl.runtime import BACKENDS, Backend, create_backend, parse_device
+from dwpose_ctrl.runtime import Backend, create_backend
 from dwpose_ctrl.topdown import build_crops, to_image_pixels
-from dwpose_ctrl.weights import check_pose_geometry, download, find_registered, resolve_model, verify_file
+from dwpose_ctrl.weights import (
+    ModelFile,
+    check_pose_geometry,
+    fetch_files,
+    find_registered,
+    resolve_model,
+    resolve_models,
+)
 
 Mode = Literal["default", "reference"]
 MODES = ("default", "reference")
@@ -85,9 +103,14 @@ class DWposeDetector:
 
     ``det_model`` / ``pose_model``: a path to an ONNX file or a registered name (see
     :mod:`dwpose_ctrl.weights`); ``None`` means the official ``yolox_l.onnx`` and
-    ``dw-ll_ucoco_384.onnx``. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``backend``:
-    ``"onnxruntime"`` or ``"torch"``. ``mode="reference"`` reproduces the DWPose ControlNet
-    annotator bit for bit (RGB into YOLOX, a whole-image box when nobody is found);
+    ``dw-ll_ucoco_384.onnx``. ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    ``backend``: ``"auto"`` (onnxruntime on the CPU; on CUDA onnxruntime's CUDA provider when it
+    works, else the torch backend; torch on MPS), ``"onnxruntime"`` or ``"torch"``; ``dtype``
+    ``"float16"``/``"bfloat16"`` is a faster torch-on-GPU mode; ``providers`` selects
+    onnxruntime execution providers (``["CoreMLExecutionProvider"]``, ``"directml"``, ...); a
+    device that cannot be used is an error unless ``allow_cpu_fallback=True`` (see
+    :mod:`dwpose_ctrl.placement` and :meth:`runtime_info`). ``mode="reference"`` reproduces the
+    DWPose ControlNet annotator bit for bit (RGB into YOLOX, a whole-image box when nobody is found);
     ``mode="default"`` feeds YOLOX the BGR image it was trained on and returns nobody (an empty
     map) when nobody is found. Thresholds default to the reference values: ``score_threshold``
     (person boxes), ``nms_threshold`` and ``keypoint_threshold`` (a body joint is drawn when its
@@ -101,9 +124,12 @@ class DWposeDetector:
         det_model: str | os.PathLike | None = None,
         pose_model: str | os.PathLike | None = None,
         device: str = "cpu",
-        backend: str = "onnxruntime",
+        backend: str = "auto",
         mode: Mode = "default",
         *,
+        dtype: str = "float32",
+        providers: Sequence[str] | str | None = None,
+        allow_cpu_fallback: bool = False,
         score_threshold: float = 0.3,
         nms_threshold: float = 0.45,
         keypoint_threshold: float = 0.3,
@@ -115,12 +141,15 @@ class DWposeDetector:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        parse_device(device)
+        device_kind(device)
         if max_persons is not None:
             max_persons = check_positive_int("max_persons", max_persons)
         self.mode: Mode = mode
         self.backend_name = backend
         self.device = device
+        self.dtype = normalize_dtype(dtype)
+        self.providers = providers
+        self.allow_cpu_fallback = allow_cpu_fallback
         self.score_threshold = _check_threshold("score_threshold", score_threshold)
         self.nms_threshold = _check_threshold("nms_threshold", nms_threshold)
         self.keypoint_threshold = check_visibility_threshold(keypoint_threshold, "keypoint_threshold")
@@ -128,8 +157,8 @@ class DWposeDetector:
         self.min_box_size = (
             None if min_box_size is None else _check_threshold("min_box_size", min_box_size, 0, np.inf)
         )
-        self.det_model_path = resolve_model(det_model, "detector", local_dir)
-        self.pose_model_path = resolve_model(pose_model, "pose", local_dir)
+        self.runtime_choice: RuntimeChoice = self._choose_runtime(device)  # before any download
+        self.det_model_path, self.pose_model_path = resolve_models(det_model, pose_model, local_dir)
         self._det_backend: Backend | None = None
         self._pose_backend: Backend | None = None
 
@@ -158,36 +187,67 @@ class DWposeDetector:
                 "token": token,
                 "local_files_only": local_files_only,
             }
-            paths = []
-            for filename in (det_filename, pose_filename):
-                path = download(folder, filename, **hub)
-                entry = find_registered(folder, filename)
-                paths.append(path if entry is None else verify_file(path, entry))
-            det_path, pose_path = paths
+            files = {"detector": det_filename, "pose": pose_filename}
+            entries = {
+                role: find_registered(folder, name) or ModelFile(name, role, folder, name, None, None)
+                for role, name in files.items()
+            }
+            paths = fetch_files(entries, registered_names=False, **hub)
+            det_path, pose_path = paths["detector"], paths["pose"]
         return cls(det_model=det_path, pose_model=pose_path, **kwargs)
 
     # runtimes
+
+    def _choose_runtime(self, device: str) -> RuntimeChoice:
+        """Decide where the networks run (warns about a fallback the user allowed)."""
+        needs_accelerators = device_kind(device)[0] != "cpu" or self.backend_name == "torch"
+        choice = choose_runtime(
+            probe_machine(accelerators=needs_accelerators),
+            self.backend_name,
+            device,
+            self.dtype,
+            self.providers,
+            self.allow_cpu_fallback,
+        )
+        if choice.warning:
+            warnings.warn(choice.warning, RuntimeWarning, stacklevel=3)
+        return choice
+
+    def _create_backend(self, path: os.PathLike, role: str) -> Backend:
+        choice = self.runtime_choice
+        return create_backend(
+            path, choice.backend, choice.device, role, dtype=choice.dtype, providers=choice.providers or None
+        )
 
     @property
     def det_backend(self) -> Backend:
         """The person detector's runtime (created on first use)."""
         if self._det_backend is None:
-            self._det_backend = create_backend(
-                self.det_model_path, self.backend_name, self.device, "detector"
-            )
+            self._det_backend = self._create_backend(self.det_model_path, "detector")
         return self._det_backend
 
     @property
     def pose_backend(self) -> Backend:
         """The pose model's runtime (created on first use)."""
         if self._pose_backend is None:
-            self._pose_backend = create_backend(self.pose_model_path, self.backend_name, self.device, "pose")
+            self._pose_backend = self._create_backend(self.pose_model_path, "pose")
         return self._pose_backend
 
+    def runtime_info(self) -> RuntimeInfo:
+        """What runs where, in which dtype (creates the runtimes if they are not yet created)."""
+        return RuntimeInfo(
+            self.backend_name,
+            self.device,
+            self.runtime_choice,
+            describe_backend(self.det_backend),
+            describe_backend(self.pose_backend),
+        )
+
     def to(self, device: str) -> DWposeDetector:
-        """Move to ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (runtimes are re-created on next use)."""
-        parse_device(device)
+        """Move to ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (runtimes re-created on next use)."""
+        device_kind(device)
         if device != self.device:
+            self.runtime_choice = self._choose_runtime(device)
             self.device = device
             self._det_backend = None
             self._pose_backend = None
@@ -447,8 +507,13 @@ class DWposeDetector:
         return maps if batched else maps[0]
 
     def __repr__(self) -> str:
+        choice = self.runtime_choice
+        runs_on = f"{choice.backend} on {choice.device}, {choice.dtype}"
+        if choice.providers:
+            runs_on += f", providers {list(choice.providers)}"
         return (
             f"DWposeDetector(det_model={str(self.det_model_path)!r}, "
             f"pose_model={str(self.pose_model_path)!r}, "
-            f"device={self.device!r}, backend={self.backend_name!r}, mode={self.mode!r})"
+            f"device={self.device!r}, backend={self.backend_name!r}, dtype={self.dtype!r}, "
+            f"mode={self.mode!r}) [runs: {runs_on}]"
         )

@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from dwpose_ctrl.extras import require
+
 if TYPE_CHECKING:
     import torch
 
@@ -192,7 +194,7 @@ def control_tensor(
     dtype of ``pipeline.controlnet`` (falling back to ``pipeline.dtype``); explicit ``device`` /
     ``dtype`` override those; with neither it stays float32 on the CPU.
     """
-    import torch
+    torch = require("torch", "diffusers", "control_tensor")
 
     if isinstance(images, np.ndarray) and images.ndim == 4:
         images = list(images)

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from dwpose_ctrl.engines.storage import walk_folders
+from dwpose_ctrl.extras import MissingExtraError, require
 from dwpose_ctrl.files import atomic_path, check_regular_file
 from dwpose_ctrl.inputs import to_rgb
 from dwpose_ctrl.person_detection import detect_persons, letterbox
@@ -70,6 +71,7 @@ def quantize_model(
     ``method="static"`` needs ``calibration``: float32 NCHW input batches exactly as the model
     receives them (see :func:`calibration_batches`). ``method="dynamic"`` ignores it.
     """
+    require("onnxruntime.quantization", "cpu", "int8 quantisation (onnxruntime's tools)")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -230,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         images = image_files(args.images) if args.images else []
         path = quantize_for_pipeline(args.source, args.destination, images, args.detector, args.method)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MissingExtraError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(f"wrote {path}")
 

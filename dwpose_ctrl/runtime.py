@@ -12,13 +12,16 @@ import ctypes.util
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from dwpose_ctrl.arguments import is_integer
+from dwpose_ctrl.extras import require
 from dwpose_ctrl.files import check_regular_file
+from dwpose_ctrl.placement import CPU_PROVIDER, CUDA_PROVIDER, device_kind
 
 
 @runtime_checkable
@@ -35,25 +38,18 @@ class Backend(Protocol):
 
     @property
     def device(self) -> str:
-        """Where the network runs: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+        """Where the network runs: ``"cpu"``, ``"cuda:N"`` or ``"mps"``."""
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run on a float32 (N, 3, H, W) batch; return the outputs in the model's order."""
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """Split ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a kind and an index; refuse the rest."""
-    if not isinstance(device, str):
-        raise TypeError(
-            f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {type(device).__name__}"
-        )
-    kind, _, index = device.partition(":")
-    if kind == "cpu" and not index:
-        return "cpu", 0
-    if kind == "cuda" and (not index or index.isdigit()):
-        return "cuda", int(index or 0)
-    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    """Split ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` into a kind and an index; refuse the rest."""
+    return device_kind(device)
 
+
+ONNXRUNTIME_PURPOSE = "the onnxruntime backend (on an NVIDIA GPU use the '[gpu]' extra instead)"
 
 CPU_MAX_BATCH = 4
 """Largest batch one onnxruntime CPU run gets (larger batches are run in chunks of this size).
@@ -131,6 +127,9 @@ class OnnxBackend:
     ``io_binding`` runs through an onnxruntime IO binding (the batch copied to the device once,
     the outputs allocated by onnxruntime on the device and copied back once, with no extra
     staging copies); ``"auto"`` means on CUDA only. Outputs are the same either way.
+    ``providers`` names the execution providers in order (``DWposeDetector`` passes those
+    :func:`dwpose_ctrl.placement.choose_runtime` chose); a session that does not get the first
+    of them is refused instead of silently running on another.
     """
 
     def __init__(
@@ -140,6 +139,7 @@ class OnnxBackend:
         intra_op_threads: int | None = None,
         max_batch: int | Literal["auto"] | None = "auto",
         io_binding: bool | Literal["auto"] = "auto",
+        providers: Sequence[str] | None = None,
     ):
         if max_batch not in ("auto", None):
             if not is_integer(max_batch) or max_batch < 1:
@@ -152,6 +152,12 @@ class OnnxBackend:
         self.path = Path(path)
         self._requested_device = device
         self._kind, self._index = parse_device(device)
+        if self._kind == "mps":
+            raise ValueError(
+                "onnxruntime has no MPS device: use the torch backend for device='mps', or "
+                "providers=['CoreMLExecutionProvider'] for onnxruntime's Core ML provider"
+            )
+        self._providers = None if providers is None else tuple(providers)
         self._intra_op_threads = intra_op_threads
         self._session = None
         self._lock = threading.Lock()
@@ -166,16 +172,21 @@ class OnnxBackend:
         return self._session
 
     def _create_session(self):
-        import onnxruntime as ort
+        ort = require("onnxruntime", "cpu", ONNXRUNTIME_PURPOSE)
 
-        providers: list = ["CPUExecutionProvider"]
-        if self._kind == "cuda":
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers = [("CUDAExecutionProvider", {"device_id": self._index}), "CPUExecutionProvider"]
-            else:
+        if self._providers is not None:
+            providers = [self._provider_entry(name) for name in self._providers]
+            if self._kind == "cuda" and CUDA_PROVIDER not in self._providers:
+                self._kind = "cpu"  # other accelerators take inputs and outputs from the CPU
+        elif self._kind == "cuda" and CUDA_PROVIDER in ort.get_available_providers():
+            providers = [self._provider_entry(CUDA_PROVIDER), CPU_PROVIDER]
+        else:
+            providers = [CPU_PROVIDER]
+            if self._kind == "cuda":
                 warnings.warn(
                     f"device={self._requested_device!r} was requested but this onnxruntime has no CUDA "
-                    "provider; running on the CPU. Install dwpose-ctrl[gpu] (onnxruntime-gpu) for CUDA.",
+                    "provider; running on the CPU. `python -m dwpose_ctrl.env` says how to repair it "
+                    "(DWposeDetector's backend='auto' uses the torch backend on CUDA instead)",
                     RuntimeWarning,
                     stacklevel=4,
                 )
@@ -213,7 +224,27 @@ class OnnxBackend:
                 "the file is truncated, corrupt or not an ONNX model: download it again or pass another file"
             ) from error
         release_freed_heap()
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted not in session.get_providers():
+            from dwpose_ctrl.placement import RuntimeUnavailableError
+
+            raise RuntimeUnavailableError(
+                f"onnxruntime could not start {wanted} for {self.path.name} (it runs on "
+                f"{', '.join(session.get_providers())}; see onnxruntime's log above); "
+                "`python -m dwpose_ctrl.env` says what is installed"
+            )
         return session
+
+    def _provider_entry(self, name: str):
+        """A provider for ``InferenceSession``: CUDA gets this backend's device index."""
+        if name == CUDA_PROVIDER:
+            return (CUDA_PROVIDER, {"device_id": self._index})
+        return name
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The execution providers the session really runs with (the session is created if needed)."""
+        return tuple(self.session.get_providers())
 
     @property
     def input_name(self) -> str:
@@ -286,27 +317,36 @@ class OnnxBackend:
 BACKENDS = ("onnxruntime", "torch")
 
 
-def create_backend(model_path: str | os.PathLike, backend: str, device: str, role: str) -> Backend:
+def create_backend(
+    model_path: str | os.PathLike,
+    backend: str,
+    device: str,
+    role: str,
+    *,
+    dtype: str = "float32",
+    providers: Sequence[str] | None = None,
+) -> Backend:
     """Open a model file on a runtime: ``"onnxruntime"`` (ONNX files) or ``"torch"``.
 
     ``role`` is ``"detector"`` or ``"pose"``. ONNX models are checked to look like YOLOX or
     RTMPose when their session is first created. The torch backend comes from
-    :mod:`dwpose_ctrl.models.backend`, imported only when asked for.
+    :mod:`dwpose_ctrl.models.backend`, imported only when asked for; ``dtype`` applies to it
+    only. ``providers`` are onnxruntime's, in order. Choosing among runtimes is
+    :func:`dwpose_ctrl.placement.choose_runtime`'s job, not this function's.
     """
     parse_device(device)
     if role not in ("detector", "pose"):
         raise ValueError(f"role must be 'detector' or 'pose', got {role!r}")
     if backend == "onnxruntime":
-        return CheckedOnnxBackend(model_path, device=device, role=role)
+        if dtype != "float32":
+            raise ValueError(
+                f"onnxruntime runs the float32 ONNX files; dtype={dtype!r} needs backend='torch'"
+            )
+        return CheckedOnnxBackend(model_path, device=device, role=role, providers=providers)
     if backend == "torch":
-        try:
-            from dwpose_ctrl.models.backend import load_torch_backend
-        except ImportError as error:
-            raise ImportError(
-                f"backend='torch' needs PyTorch and dwpose_ctrl.models.backend ({error}); install "
-                "dwpose-ctrl[torch], or use backend='onnxruntime'"
-            ) from error
-        return load_torch_backend(model_path, role=role, device=device, dtype=None)
+        require("torch", "torch", "backend='torch'")
+        torch_backend = require("dwpose_ctrl.models.backend", "torch", "backend='torch'")
+        return torch_backend.load_torch_backend(model_path, role=role, device=device, dtype=dtype)
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 

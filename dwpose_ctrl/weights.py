@@ -2,16 +2,23 @@
 
 A model argument is a path to a file, or the name of a registered file (``"yolox_l"`` or its
 file name ``"yolox_l.onnx"``). Registered files are looked for, in order, in the ``local_dir``
-argument, in ``$DWPOSE_CTRL_HOME``, and then fetched with ``huggingface_hub.hf_hub_download``,
-so its cache, ``HF_HUB_OFFLINE``, ``HF_TOKEN``, ``HF_ENDPOINT`` mirrors and ``HF_HOME`` all
-work as usual. Files with a known sha256 are verified before use.
+argument, in ``$DWPOSE_CTRL_HOME``, in the Hugging Face cache, and then fetched with
+``huggingface_hub.hf_hub_download``, so its cache, ``HF_HUB_OFFLINE``, ``HF_TOKEN``,
+``HF_ENDPOINT`` mirrors and ``HF_HOME`` all work as usual. Files with a known sha256 are verified
+before use. When files are missing and the Hub is evidently out of reach (``HF_HUB_OFFLINE``, or
+no connection to its host within :data:`HUB_PROBE_SECONDS`), :func:`resolve_models` fails at once
+naming every missing file and the commands that fetch them, instead of retrying each download.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shlex
+import socket
+import threading
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -146,7 +153,7 @@ def verify_file(path: Path, entry: ModelFile) -> Path:
     """Check a file's size and sha256 against its registry entry; raise a clear error if they differ."""
     check_readable(path)
     fix = (
-        f"delete it and download it again (huggingface-cli download {entry.repo_id} {entry.filename}), "
+        f"delete it and download it again (hf download {entry.repo_id} {entry.filename}), "
         f"or pass a path to a good copy"
     )
     if entry.size is not None and path.stat().st_size != entry.size:
@@ -161,6 +168,99 @@ def verify_file(path: Path, entry: ModelFile) -> Path:
     return path
 
 
+HUB_PROBE_SECONDS = 2.0
+"""How long :func:`hub_reachable` waits for a TCP connection to the Hub's host."""
+
+DOWNLOAD_DIR_HINT = "~/dwpose-models"
+"""The folder the missing-files message suggests when neither ``local_dir`` nor the env var is set."""
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the Hub (``HF_ENDPOINT``) opens within ``timeout`` seconds.
+
+    ``False`` at once under ``HF_HUB_OFFLINE``. Behind an HTTPS proxy the host is not probed (the
+    proxy decides), so this is ``True``.
+    """
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    address = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    reached = threading.Event()
+
+    def connect() -> None:  # name resolution has no timeout of its own: a thread bounds it
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                reached.set()
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return reached.is_set()
+
+
+def _shell_word(path: str) -> str:
+    """``path`` quoted for a POSIX shell; a leading ``~/`` stays outside the quotes (expanded)."""
+    if path.startswith("~/"):
+        rest = path[2:]
+        return "~/" + (shlex.quote(rest) if rest else "")
+    return shlex.quote(path)
+
+
+def fetch_commands(entries: Iterable[ModelFile], folder: str) -> list[str]:
+    """``hf download`` commands that put the files of ``entries`` into ``folder`` (one per repo)."""
+    by_repo: dict[str, list[str]] = {}
+    for entry in entries:
+        by_repo.setdefault(entry.repo_id, []).append(entry.filename)
+    return [
+        f"hf download {repo} {' '.join(names)} --local-dir {_shell_word(folder)}"
+        for repo, names in by_repo.items()
+    ]
+
+
+def missing_files_error(
+    entries: list[ModelFile], local_dir: str | os.PathLike | None, why: str, registered_names: bool = True
+) -> ModelFileError:
+    """One error naming every missing file and the exact commands that fix it.
+
+    ``registered_names``: the files were asked for by registered name, so ``local_dir`` and
+    ``$DWPOSE_CTRL_HOME`` were searched and can hold them; else (``from_pretrained``) only paths
+    or a folder help.
+    """
+    home = os.environ.get(HOME_ENV) if registered_names else None
+    folder = os.fspath(local_dir) if local_dir else home or DOWNLOAD_DIR_HINT
+    searched = [f"{os.fspath(local_dir)} (local_dir / --models-dir)"] if local_dir else []
+    if registered_names:
+        searched.append(f"${HOME_ENV} ({home or 'not set'})")
+    searched.append("the Hugging Face cache")
+    flags = {"detector": "--det-model", "pose": "--pose-model"}
+    arguments = " ".join(
+        f"{flags[entry.role]} {_shell_word(os.path.join(folder, entry.filename))}" for entry in entries
+    )
+    names = ", ".join(entry.filename for entry in entries)
+    commands = " && ".join(fetch_commands(entries, folder))
+    expanded = os.path.expanduser(folder)  # Python does not expand ~
+    use = (
+        f"then run with `{HOME_ENV}={_shell_word(folder)}` set, or pass `{arguments}` "
+        "(Python: det_model= / pose_model= paths, or local_dir=)"
+        if registered_names
+        else f"then pass `{arguments}` (Python: DWposeDetector.from_pretrained({expanded!r}))"
+    )
+    return ModelFileError(
+        f"model files missing: {names} (looked in {', '.join(searched)}); {why}. Fetch them once where "
+        f"the Hub is reachable: `{commands}`, {use}"
+    )
+
+
 def download(repo_id: str, filename: str, **hub_kwargs) -> Path:
     """``hf_hub_download`` with a clear error when the file is neither cached nor reachable."""
     from huggingface_hub import hf_hub_download
@@ -172,7 +272,8 @@ def download(repo_id: str, filename: str, **hub_kwargs) -> Path:
         raise ModelFileError(
             f"model file {filename} from {repo_id} is not in the Hugging Face cache and cannot be downloaded "
             f"(offline: HF_HUB_OFFLINE is set or the hub is unreachable). Fix: download it once with "
-            f"`huggingface-cli download {repo_id} {filename}`, put it in ${HOME_ENV}, or pass its path"
+            f"`hf download {repo_id} {filename} --local-dir DIR`, then set {HOME_ENV}=DIR or pass "
+            "DIR/" + filename + " as its model argument (dwpose-render --det-model/--pose-model)"
         ) from error
     except (EntryNotFoundError, RepositoryNotFoundError) as error:
         raise ModelFileError(
@@ -180,13 +281,10 @@ def download(repo_id: str, filename: str, **hub_kwargs) -> Path:
         ) from error
 
 
-def resolve_model(
-    model: str | os.PathLike | None, role: Role, local_dir: str | os.PathLike | None = None, **hub_kwargs
-) -> Path:
-    """Turn a model argument (path, registered name, or ``None`` for the default) into a local file.
-
-    ``hub_kwargs`` go to ``hf_hub_download`` (``cache_dir``, ``revision``, ``token``, ...).
-    """
+def _locate(
+    model: str | os.PathLike | None, role: Role, local_dir: str | os.PathLike | None
+) -> Path | ModelFile:
+    """A model argument as a local file, or the registry entry still to be fetched."""
     if model is None:
         model = DEFAULT_MODELS[role]
     if not isinstance(model, (str, os.PathLike)):
@@ -219,7 +317,88 @@ def resolve_model(
             candidate = Path(folder) / entry.filename
             if candidate.is_file():
                 return verify_file(candidate, entry)
-    return verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
+    return entry
+
+
+def _in_cache(entry: ModelFile, **hub_kwargs) -> Path | None:
+    """The entry's file in the Hugging Face cache, or ``None``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(
+        entry.repo_id,
+        entry.filename,
+        cache_dir=hub_kwargs.get("cache_dir"),
+        revision=hub_kwargs.get("revision"),
+    )
+    return Path(found) if isinstance(found, str) else None
+
+
+def fetch_files(
+    entries: dict[Role, ModelFile],
+    local_dir: str | os.PathLike | None = None,
+    registered_names: bool = True,
+    **hub_kwargs,
+) -> dict[Role, Path]:
+    """Files of the Hub, one per role: verified entries already cached are used without asking the
+    Hub; when files are missing and the Hub is evidently out of reach (``HF_HUB_OFFLINE``,
+    ``local_files_only=True``, or :func:`hub_reachable` says no) one error names all of them at
+    once, without retries (see :func:`missing_files_error`); else each is downloaded and verified."""
+    paths: dict[Role, Path] = {}
+    missing = []
+    for role, entry in entries.items():
+        cached = _in_cache(entry, **hub_kwargs)
+        if cached is not None and entry.verified:
+            paths[role] = verify_file(cached, entry)
+        elif cached is None:
+            missing.append(entry)
+    if missing:
+        if hub_kwargs.get("local_files_only"):
+            why = "local_files_only=True forbids downloading"
+            raise missing_files_error(missing, local_dir, why, registered_names)
+        if not hub_reachable():
+            from huggingface_hub import constants
+
+            why = (
+                "HF_HUB_OFFLINE is set"
+                if constants.HF_HUB_OFFLINE
+                else f"the Hub ({constants.ENDPOINT}) cannot be reached from here"
+            )
+            raise missing_files_error(missing, local_dir, why, registered_names)
+    for role, entry in entries.items():
+        if role not in paths:
+            paths[role] = verify_file(download(entry.repo_id, entry.filename, **hub_kwargs), entry)
+    return paths
+
+
+def resolve_models(
+    det_model: str | os.PathLike | None,
+    pose_model: str | os.PathLike | None,
+    local_dir: str | os.PathLike | None = None,
+    **hub_kwargs,
+) -> tuple[Path, Path]:
+    """Both model arguments as local files (see :func:`resolve_model`); registered files found
+    nowhere locally come from :func:`fetch_files`, so missing ones are named all at once."""
+    located = {
+        role: _locate(model, role, local_dir)
+        for role, model in (("detector", det_model), ("pose", pose_model))
+    }
+    to_fetch = {role: item for role, item in located.items() if isinstance(item, ModelFile)}
+    located.update(fetch_files(to_fetch, local_dir, **hub_kwargs))
+    return located["detector"], located["pose"]
+
+
+def resolve_model(
+    model: str | os.PathLike | None, role: Role, local_dir: str | os.PathLike | None = None, **hub_kwargs
+) -> Path:
+    """Turn a model argument (path, registered name, or ``None`` for the default) into a local file.
+
+    ``hub_kwargs`` go to ``hf_hub_download`` (``cache_dir``, ``revision``, ``token``, ...); a
+    missing file is fetched by :func:`fetch_files` (no retries when the Hub is out of reach).
+    """
+    item = _locate(model, role, local_dir)
+    if isinstance(item, Path):
+        return item
+    return fetch_files({role: item}, local_dir, **hub_kwargs)[role]
 
 
 def _written_as_path(model: str | os.PathLike) -> bool:

@@ -6,12 +6,27 @@ Heavy imports (torch, diffusers) happen inside the functions, so ``--help`` answ
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
 from dwpose_ctrl import DWposeDetector
+from dwpose_ctrl.extras import MissingExtraError, require
 from dwpose_ctrl.pipelines import from_pretrained_dtype
+
+PIPELINE_PURPOSE = "the diffusers examples"
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run an example's ``main``; a missing optional dependency is one line on stderr, exit status 2."""
+    try:
+        main()
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
 
 SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
@@ -78,7 +93,12 @@ def add_detector_arguments(
         metavar="PATH_OR_NAME",
         help="pose model ONNX file or registered name (default: the official dw-ll_ucoco_384.onnx)",
     )
-    group.add_argument("--detector-device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument(
+        "--detector-device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps; on cuda without onnxruntime-gpu the PyTorch backend runs "
+        "(default: cpu)",
+    )
     group.add_argument(
         "--detect-resolution",
         type=positive_int,
@@ -155,7 +175,7 @@ def add_pipeline_arguments(
 
 def pipeline_device_and_dtype(args: argparse.Namespace):
     """(device, torch dtype) from the options: cuda and float16 when available, else cpu and float32."""
-    import torch
+    torch = require("torch", "diffusers", PIPELINE_PURPOSE)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.dtype == "auto":
@@ -168,6 +188,7 @@ def pipeline_device_and_dtype(args: argparse.Namespace):
 
 def load_pipeline(args: argparse.Namespace, sdxl: bool = False):
     """The SD 1.5 (or SDXL) ControlNet pipeline named by ``--model-id`` / ``--controlnet-id``."""
+    require("diffusers", "diffusers", PIPELINE_PURPOSE)
     from diffusers import (
         ControlNetModel,
         StableDiffusionControlNetPipeline,
@@ -261,7 +282,7 @@ def load_pose_pipeline(args: argparse.Namespace, pipeline_class: str, controlnet
     """``pipeline_class`` from ``--model-id`` with ``controlnet_class`` from ``--controlnet-id``
     (and ``components`` replacing the saved ones), in ``--dtype``, on ``--device`` or
     CPU-offloaded with ``--cpu-offload``."""
-    import diffusers
+    diffusers = require("diffusers", "diffusers", PIPELINE_PURPOSE)
 
     device, dtype = pipeline_device_and_dtype(args)
     dtype_option = _dtype_option(dtype)

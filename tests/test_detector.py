@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import types
-import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image
 from dwpose_ctrl import DWposeDetector, Person
 from dwpose_ctrl.openpose import to_openpose
 from dwpose_ctrl.person_detection import yolox_grid
+from dwpose_ctrl.placement import Machine, RuntimeUnavailableError
 from dwpose_ctrl.render import draw_openpose
 from dwpose_ctrl.runtime import OnnxBackend, create_backend
 from dwpose_ctrl.weights import ModelFileError
@@ -168,19 +168,23 @@ def test_max_persons_and_min_box_size(graphs, val5_dir, yolox_nano_path):
         large_only.estimate_array(image.astype(np.float32))
 
 
-def test_sessions_are_created_lazily_once_and_reset_by_to(graphs):
-    detector = DWposeDetector(graphs["one_person"], graphs["peaks"])
+def test_sessions_are_created_lazily_once_and_reset_by_to(graphs, monkeypatch):
+    cpu_only = Machine(("onnxruntime",), ("CPUExecutionProvider",), torch_version="2.13.0+cpu")
+    monkeypatch.setattr("dwpose_ctrl.detector.probe_machine", lambda accelerators: cpu_only)
+    detector = DWposeDetector(graphs["one_person"], graphs["peaks"], allow_cpu_fallback=True)
     assert detector._det_backend is None and detector._pose_backend is None
     detector.estimate(np.zeros((64, 64, 3), np.uint8))
     session = detector.det_backend.session
     detector.estimate(np.zeros((32, 32, 3), np.uint8))
     assert detector.det_backend.session is session
     assert detector.to("cpu") is detector and detector.det_backend.session is session
-    detector.to("cuda:0")
+    with pytest.warns(RuntimeWarning, match="device='cuda:0' cannot be used.*allow_cpu_fallback=True"):
+        detector.to("cuda:0")
     assert detector._det_backend is None and detector.device == "cuda:0"
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        assert len(detector.estimate(np.zeros((64, 64, 3), np.uint8))) == 1
+    assert len(detector.estimate(np.zeros((64, 64, 3), np.uint8))) == 1
+    assert detector.runtime_info().pose.device == "cpu"
+    with pytest.raises(RuntimeUnavailableError, match="device='cuda:0' cannot be used"):
+        DWposeDetector(graphs["one_person"], graphs["peaks"]).to("cuda:0")
     with pytest.raises(ValueError, match="unknown device"):
         detector.to("tpu")
 
@@ -238,8 +242,8 @@ def test_torch_backend_goes_through_load_torch_backend(graphs, monkeypatch):
         detector.estimate(image)[0].keypoints, reference.estimate(image)[0].keypoints
     )
     assert calls == [
-        (str(graphs["one_person"]), "detector", "cpu", None),
-        (str(graphs["peaks"]), "pose", "cpu", None),
+        (str(graphs["one_person"]), "detector", "cpu", "float32"),
+        (str(graphs["peaks"]), "pose", "cpu", "float32"),
     ]
     monkeypatch.setitem(sys.modules, "dwpose_ctrl.models.backend", None)
     with pytest.raises(ImportError, match="backend='torch' needs"):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
+import socket
+import time
 
 import huggingface_hub.constants
 import numpy as np
@@ -17,8 +21,11 @@ from dwpose_ctrl.weights import (
     ModelFile,
     ModelFileError,
     check_signature,
+    download,
+    hub_reachable,
     registered,
     resolve_model,
+    resolve_models,
     sha256_of,
     verify_file,
 )
@@ -145,17 +152,68 @@ def test_download_from_the_hub_cache_offline(tiny_files, tmp_path):
     path = resolve_model("tiny-pose", "pose", cache_dir=cache)
     assert path.read_bytes() == tiny_files["pose"].read_bytes()
     assert COMMIT in str(path)
-    with pytest.raises(ModelFileError, match=r"not in the Hugging Face cache.*huggingface-cli download"):
+    missing = r"^model files missing: tiny_det\.onnx \(looked in \$DWPOSE_CTRL_HOME \(not set\), the Hugging"
+    with pytest.raises(ModelFileError, match=missing):
         resolve_model("tiny-det", "detector", cache_dir=cache)
+    fix = r"not in the Hugging Face cache.*`hf download test-org/tiny-dwpose tiny_det.onnx --local-dir DIR`"
+    with pytest.raises(ModelFileError, match=fix):
+        download(REPO, "tiny_det.onnx", cache_dir=cache)
 
 
-def test_official_models_missing_while_offline_say_how_to_fix(tmp_path):
-    with pytest.raises(
-        ModelFileError, match=r"yolox_l\.onnx from yzd-v/DWPose is not in the Hugging Face cache"
-    ):
-        DWposeDetector(local_dir=tmp_path)
+def test_official_models_missing_while_offline_name_both_files_and_the_commands(tmp_path):
+    folder = tmp_path / "models"
+    started = time.monotonic()
+    with pytest.raises(ModelFileError) as caught:
+        DWposeDetector(local_dir=folder)
+    assert time.monotonic() - started < 5
+    assert str(caught.value) == (
+        f"model files missing: yolox_l.onnx, dw-ll_ucoco_384.onnx (looked in {folder} (local_dir / "
+        "--models-dir), $DWPOSE_CTRL_HOME (not set), the Hugging Face cache); HF_HUB_OFFLINE is set. "
+        "Fetch them once where the Hub is reachable: "
+        f"`hf download yzd-v/DWPose yolox_l.onnx dw-ll_ucoco_384.onnx --local-dir {folder}`, then run with "
+        f"`DWPOSE_CTRL_HOME={folder}` set, or pass `--det-model {folder}/yolox_l.onnx --pose-model "
+        f"{folder}/dw-ll_ucoco_384.onnx` (Python: det_model= / pose_model= paths, or local_dir=)"
+    )
     with pytest.raises(ModelFileError, match="DWPOSE_CTRL_HOME"):
         resolve_model(None, "pose", cache_dir=tmp_path)
+
+
+def test_only_the_missing_file_is_named_and_the_env_folder_is_suggested(tiny_files, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "tiny_det.onnx").write_bytes(tiny_files["detector"].read_bytes())
+    monkeypatch.setenv(HOME_ENV, str(home))
+    with pytest.raises(ModelFileError) as caught:
+        resolve_models("tiny-det", "tiny-pose")
+    message = str(caught.value)
+    assert message.startswith(f"model files missing: tiny_pose.onnx (looked in ${HOME_ENV} ({home}),")
+    assert f"`hf download {REPO} tiny_pose.onnx --local-dir {home}`" in message
+    assert f"`--pose-model {home}/tiny_pose.onnx`" in message and "--det-model" not in message
+
+
+def test_an_unreachable_hub_fails_at_once_without_retries(tiny_files, monkeypatch):
+    """No HF_HUB_OFFLINE, but nothing listens where the Hub should be: one probe, no retry loop."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not hub_reachable()
+    started = time.monotonic()
+    with pytest.raises(ModelFileError, match=r"missing: tiny_det\.onnx, tiny_pose\.onnx .*cannot be reached"):
+        resolve_models("tiny-det", "tiny-pose")
+    assert time.monotonic() - started < 5
+
+
+def test_cached_verified_files_are_used_without_asking_the_hub(tiny_files, tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    fake_hub_cache(cache, [tiny_files["detector"], tiny_files["pose"]])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("dwpose_ctrl.weights.hub_reachable", lambda: pytest.fail("the Hub was probed"))
+    det, pose = resolve_models("tiny-det", "tiny-pose", cache_dir=cache)
+    assert COMMIT in str(det) and pose.read_bytes() == tiny_files["pose"].read_bytes()
 
 
 def test_corrupt_file_in_the_hub_cache_is_refused(tiny_files, tmp_path):
@@ -181,8 +239,15 @@ def test_from_pretrained_folder_and_hub(tiny_files, tmp_path):
         REPO, det_filename="tiny_det.onnx", pose_filename="tiny_pose.onnx", cache_dir=cache
     )
     assert from_hub.pose_model_path.read_bytes() == tiny_files["pose"].read_bytes()
-    with pytest.raises(ModelFileError, match="not in the Hugging Face cache"):
+    with pytest.raises(ModelFileError) as caught:
         DWposeDetector.from_pretrained(REPO, det_filename="other.onnx", cache_dir=cache)
+    assert str(caught.value) == (
+        "model files missing: other.onnx, dw-ll_ucoco_384.onnx (looked in the Hugging Face cache); "
+        "HF_HUB_OFFLINE is set. Fetch them once where the Hub is reachable: `hf download "
+        f"{REPO} other.onnx dw-ll_ucoco_384.onnx --local-dir ~/dwpose-models`, then pass `--det-model "
+        "~/dwpose-models/other.onnx --pose-model ~/dwpose-models/dw-ll_ucoco_384.onnx` "
+        f"(Python: DWposeDetector.from_pretrained({os.path.expanduser('~/dwpose-models')!r}))"
+    )
 
 
 def test_sha256_of_matches_hashlib(tmp_path):
@@ -224,3 +289,34 @@ def test_signature_check(role, inputs, outputs, ok):
     else:
         with pytest.raises(ModelFileError, match=r"model\.onnx does not look like"):
             check_signature("model.onnx", role, inputs, outputs)
+
+
+def test_dwpose_render_offline_fails_at_once_naming_both_files(tmp_path, capsys):
+    from dwpose_ctrl.cli import main
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"")  # never read: the run stops before the first item
+    started = time.monotonic()
+    assert main([str(image), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert time.monotonic() - started < 5
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("dwpose-render: error: model files missing: yolox_l.onnx, dw-ll_ucoco_384.onnx ")
+    assert "`hf download yzd-v/DWPose yolox_l.onnx dw-ll_ucoco_384.onnx --local-dir ~/dwpose-models`" in error
+    assert "`DWPOSE_CTRL_HOME=~/dwpose-models`" in error
+    assert (
+        "`--det-model ~/dwpose-models/yolox_l.onnx --pose-model ~/dwpose-models/dw-ll_ucoco_384.onnx`"
+        in error
+    )
+
+
+def test_the_commands_quote_folders_for_the_shell(tmp_path):
+    folder = tmp_path / "my models"
+    with pytest.raises(ModelFileError) as caught:
+        resolve_models(None, None, local_dir=folder)
+    command = str(caught.value).split("`")[1]
+    assert shlex.split(command) == [
+        "hf", "download", "yzd-v/DWPose", "yolox_l.onnx", "dw-ll_ucoco_384.onnx", "--local-dir", str(folder),
+    ]  # fmt: skip
+    arguments = str(caught.value).split("`")[5]
+    assert shlex.split(arguments)[1] == str(folder / "yolox_l.onnx")

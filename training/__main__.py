@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from dwpose_ctrl.extras import MissingExtraError
+
 COMMANDS: dict[str, str] = {
     "train": "training.commands.train",
     "warmup": "training.commands.warmup",
@@ -21,6 +23,10 @@ COMMANDS: dict[str, str] = {
     "self-distill": "training.commands.self_distill",
     "export": "training.commands.export",
 }
+
+
+TRAIN_EXTRA_MODULES = ("torch", "safetensors", "onnxscript", "albumentations", "tensorboard", "matplotlib")
+"""Top-level modules of the '[train]' extra: a command missing one of them names the extra."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,14 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; bad input (config, data, checkpoints) gives one ``error:`` line and exit 2."""
-    parser = build_parser()
+    """Run a command; bad input (config, data, checkpoints) gives one ``error:`` line and exit 2,
+    and so does a missing package of the '[train]' extra."""
+    try:
+        parser = build_parser()  # some command modules import torch
+    except ModuleNotFoundError as error:
+        print(f"python -m training: error: {missing_train_extra(error, 'the trainer')}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except (ValueError, OSError) as error:
         print(f"{parser.prog} {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:
+        extra_error = missing_train_extra(error, "this command")
+        print(f"{parser.prog} {args.command}: error: {extra_error}", file=sys.stderr)
+        return 2
+
+
+def missing_train_extra(error: ModuleNotFoundError, purpose: str) -> MissingExtraError:
+    """The one-line error for a missing package of the '[train]' extra; other errors re-raised."""
+    missing = (error.name or "").partition(".")[0]
+    if missing not in TRAIN_EXTRA_MODULES:
+        raise error
+    return MissingExtraError(missing, "train", purpose)
 
 
 def one_line(error: BaseException) -> str:

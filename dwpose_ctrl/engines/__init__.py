@@ -66,7 +66,7 @@ class DetectorSpec:
     det_model: str | None = None
     pose_model: str | None = None
     device: str = "cpu"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     mode: str = "default"
     options: dict = field(default_factory=dict)
 

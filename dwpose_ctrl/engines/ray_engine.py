@@ -26,6 +26,7 @@ from dwpose_ctrl.engines.plan import WorkItem
 from dwpose_ctrl.engines.pose import PoseEstimator
 from dwpose_ctrl.engines.report import INTERRUPTED, EngineError, ItemResult, RunReport, escape_surrogates
 from dwpose_ctrl.engines.storage import Storage
+from dwpose_ctrl.extras import require
 
 
 class StopFlag:
@@ -142,7 +143,7 @@ class RayEngine:
         stop: threading.Event | None = None,
         on_result: ResultCallback | None = None,
     ) -> RunReport:
-        import ray
+        ray = require("ray", "ray", "--engine ray (the Ray engine)")
 
         stop = stop or threading.Event()
         todo, skipped = split_done(items, self.storage, overwrite)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dwpose_ctrl.engines.report import EngineError
+from dwpose_ctrl.extras import require
 from dwpose_ctrl.files import PARTIAL_SUFFIX as PARTIAL_SUFFIX
 from dwpose_ctrl.files import NotRegularFileError as NotRegularFileError
 from dwpose_ctrl.files import (
@@ -158,6 +159,8 @@ class Storage:
         import fsspec
 
         scheme = url.partition("://")[0]
+        if scheme in ("s3", "s3a"):
+            require("s3fs", "ray", f"{scheme}:// storage")
         if scheme not in self._filesystems:
             self._filesystems[scheme] = fsspec.filesystem(scheme, **self.options)
         return self._filesystems[scheme]

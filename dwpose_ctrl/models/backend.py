@@ -50,6 +50,11 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     )
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every ``conv`` + ``bn`` pair (eval statistics) into the conv, in place; returns the model.
 
@@ -106,25 +111,28 @@ class TorchBackend:
         return self._dtype
 
     def to(self, device: str, dtype: str | torch.dtype | None = None) -> TorchBackend:
-        """Move to ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (and optionally change the dtype); returns self.
+        """Move to ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (and maybe the dtype); returns self.
 
-        Half precision is for CUDA: moving a float16 backend to the CPU switches it to float32.
-        CUDA requested without a CUDA build of torch falls back to the CPU with a warning.
+        Half precision is for GPUs: moving a float16 backend to the CPU switches it to float32.
+        A GPU requested that this torch cannot use falls back to the CPU with a warning
+        (``DWposeDetector`` checks first and refuses instead, unless told to fall back).
         """
         kind, index = parse_device(device)
         target_dtype = parse_dtype(dtype) if dtype is not None else self._dtype
-        if kind == "cuda" and not torch.cuda.is_available():
+        available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
+        if not available[kind]:
             warnings.warn(
-                f"device={device!r} was requested but this torch has no CUDA; running on the CPU",
+                f"device={device!r} was requested but this torch has no {kind.upper()} device; "
+                "running on the CPU",
                 RuntimeWarning,
                 stacklevel=2,
             )
             kind = "cpu"
         if kind == "cpu" and target_dtype == torch.float16:
             if dtype is not None:
-                raise ValueError("float16 needs a CUDA device; use float32 or bfloat16 on the CPU")
+                raise ValueError("float16 needs a CUDA device (or mps); use float32 or bfloat16 on the CPU")
             target_dtype = torch.float32
-        self._device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        self._device = {"cpu": "cpu", "mps": "mps"}.get(kind, f"cuda:{index}")
         self._dtype = target_dtype
         memory_format = torch.channels_last if kind == "cuda" else torch.contiguous_format
         self.model.to(device=self._device, dtype=self._dtype, memory_format=memory_format)
@@ -140,7 +148,7 @@ class TorchBackend:
             raise ValueError(f"expected a (N, 3, {height}, {width}) batch, got {batch.shape}")
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         tensor = tensor.to(self._device, non_blocking=True).to(self._dtype)
-        if self._device != "cpu":
+        if self._device.startswith("cuda"):
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             outputs = self.model(tensor)
