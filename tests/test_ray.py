@@ -335,7 +335,8 @@ def test_ray_batches_of_a_real_detector_equal_the_local_engine_one_at_a_time(
     on_ray = render_files([str(folder)], str(tmp_path / "ray"), spec, job, engine="ray", ray_options=options)
     assert on_ray.counts == local.counts == {"done": 4, "skipped": 0, "failed": 0, "interrupted": 0}
     files = tree(tmp_path / "local")
-    assert tree(tmp_path / "ray") == files and len(files) == 3 * 2 + 1 + 5 * 2 + 1  # + the video's sequence JSON
+    # 3 images x (JSON + map), the video's map video, 5 frames x (JSON + map), its sequence JSON
+    assert tree(tmp_path / "ray") == files and len(files) == 3 * 2 + 1 + 5 * 2 + 1
 
 
 @pytest.mark.slow
