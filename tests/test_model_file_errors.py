@@ -79,9 +79,7 @@ def test_a_file_named_yolox_l_in_the_current_folder_is_not_the_official_detector
     (tmp_path / "yolox_l").write_bytes(b"not the sha256-verified model")
     with (
         pytest.warns(UserWarning, match="registered detector model yolox_l"),
-        pytest.raises(
-            ModelFileError, match=r"yolox_l\.onnx from yzd-v/DWPose is not in the Hugging Face cache"
-        ),
+        pytest.raises(ModelFileError, match=r"model files missing: yolox_l\.onnx \(looked in"),
     ):
         resolve_model("yolox_l", "detector")
 

@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()  # some command modules import torch
     except ModuleNotFoundError as error:
-        print(f"python -m training: error: {missing_train_extra(error, 'the trainer')}", file=sys.stderr)
-        return 2
+        return report_missing_train_extra(error)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
@@ -63,9 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
-        extra_error = missing_train_extra(error, "this command")
-        print(f"{parser.prog} {args.command}: error: {extra_error}", file=sys.stderr)
-        return 2
+        return report_missing_train_extra(error)
+
+
+def report_missing_train_extra(error: ModuleNotFoundError) -> int:
+    """Print the one-line error for a missing '[train]' package (the same whether it shows while
+    the commands are loaded or while one runs, which depends on what is already imported); exit 2."""
+    print(f"python -m training: error: {missing_train_extra(error, 'the trainer')}", file=sys.stderr)
+    return 2
 
 
 def missing_train_extra(error: ModuleNotFoundError, purpose: str) -> MissingExtraError:
