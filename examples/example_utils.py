@@ -268,6 +268,23 @@ def add_size_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="how the map meets --width/--height")
 
 
+def add_photo_to_pose_arguments(parser: argparse.ArgumentParser, default_image: str) -> None:
+    """``--image``, ``--resolution`` (default 1024), ``--width``/``--height``/``--fit`` and the
+    detector options: the inputs of every photo -> pose map -> pipeline example."""
+    parser.add_argument("--image", default=str(EXAMPLE_IMAGES / default_image), help="photo with a person")
+    add_resolution_argument(parser, default=1024, sizes="the map")
+    add_size_arguments(parser)
+    add_detector_arguments(parser)
+
+
+def parse_sized_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; a usage error unless ``--width`` and ``--height`` come together or not at all."""
+    args = parser.parse_args(argv)
+    if (args.width is None) != (args.height is None):
+        parser.error("give both --width and --height, or neither")
+    return args
+
+
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
     """``--cpu-offload``: the models wait on the CPU and go to the GPU one at a time."""
     parser.add_argument(

@@ -21,12 +21,7 @@ import example_utils as utils
 
 def build_parser() -> argparse.ArgumentParser:
     parser = utils.example_parser(__doc__, "outputs/sd3_openpose")
-    parser.add_argument(
-        "--image", default=str(utils.EXAMPLE_IMAGES / "grace_hopper.jpg"), help="photo with a person"
-    )
-    utils.add_resolution_argument(parser, default=1024, sizes="the map")
-    utils.add_size_arguments(parser)
-    utils.add_detector_arguments(parser)
+    utils.add_photo_to_pose_arguments(parser, "grace_hopper.jpg")
     utils.add_pipeline_arguments(
         parser,
         utils.SD3_MODEL,
@@ -47,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.width is None) != (args.height is None):
-        parser.error("give both --width and --height, or neither")
+    args = utils.parse_sized_args(parser, argv)
     without_t5 = {"text_encoder_3": None, "tokenizer_3": None} if args.drop_t5 else {}
     utils.run_pose_example(args, "StableDiffusion3ControlNetPipeline", "SD3ControlNetModel", without_t5)
 

@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.width is None) != (args.height is None):
-        parser.error("give both --width and --height, or neither")
+    args = utils.parse_sized_args(parser, argv)
     out = utils.output_dir(args.output_dir)
     photo = Image.open(args.image).convert("RGB")
 

@@ -21,12 +21,7 @@ import example_utils as utils
 
 def build_parser() -> argparse.ArgumentParser:
     parser = utils.example_parser(__doc__, "outputs/sdxl_union_openpose")
-    parser.add_argument(
-        "--image", default=str(utils.EXAMPLE_IMAGES / "astronaut.png"), help="photo with a person"
-    )
-    utils.add_resolution_argument(parser, default=1024, sizes="the map")
-    utils.add_size_arguments(parser)
-    utils.add_detector_arguments(parser)
+    utils.add_photo_to_pose_arguments(parser, "astronaut.png")
     utils.add_pipeline_arguments(parser, utils.SDXL_MODEL, utils.SDXL_UNION_CONTROLNET, steps=30)
     utils.add_memory_arguments(parser)
     return parser
@@ -34,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.width is None) != (args.height is None):
-        parser.error("give both --width and --height, or neither")
+    args = utils.parse_sized_args(parser, argv)
     utils.run_pose_example(args, "StableDiffusionXLControlNetUnionPipeline", "ControlNetUnionModel")
 
 

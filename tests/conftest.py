@@ -33,3 +33,16 @@ def val5_dir() -> Path:
 @pytest.fixture(scope="session")
 def portraits_dir() -> Path:
     return require_asset("images/grace_hopper.jpg").parent
+
+
+@pytest.fixture()
+def hub_offline(monkeypatch, tmp_path) -> None:
+    """No test may reach the network: the hub client runs offline, on an empty default cache, with
+    no $DWPOSE_CTRL_HOME."""
+    import huggingface_hub.constants
+
+    from dwpose_ctrl.weights import HOME_ENV
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.delenv(HOME_ENV, raising=False)

@@ -11,7 +11,6 @@ import os
 import pathlib
 import re
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -24,7 +23,7 @@ from dwpose_ctrl.models.backend import load_torch_backend
 from dwpose_ctrl.models.checkpoints import UnsafeCheckpointError, load_model, read_weight_file
 from dwpose_ctrl.models.export import export_safetensors
 from dwpose_ctrl.models.rtmpose import build_rtmpose
-from dwpose_ctrl.weights import HOME_ENV, REGISTRY, ModelFile, ModelFileError, resolve_model
+from dwpose_ctrl.weights import REGISTRY, ModelFile, ModelFileError, resolve_model
 
 
 class NotATensor:
@@ -32,12 +31,7 @@ class NotATensor:
         self.value = value
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test may reach the network: the hub client runs offline, on an empty default cache."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "default-cache"))
-    monkeypatch.delenv(HOME_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("hub_offline")  # no test here may reach the network
 
 
 @pytest.fixture()

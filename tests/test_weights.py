@@ -34,12 +34,7 @@ REPO = "test-org/tiny-dwpose"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test may reach the network: the hub client runs offline, on an empty default cache."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "default-cache"))
-    monkeypatch.delenv(HOME_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("hub_offline")  # no test here may reach the network
 
 
 @pytest.fixture()
