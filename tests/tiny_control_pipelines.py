@@ -51,6 +51,7 @@ from tiny_pipelines import (
     _text_config,
     _unet_and_controlnet,
     _vae,
+    sdxl_shared_parts,
     tiny_clip_tokenizer,
 )
 from transformers import (
@@ -113,15 +114,7 @@ def build_tiny_sdxl_union(tokenizer_dir: Path, seed: int = 0) -> StableDiffusion
         controlnet.controlnet_mid_block,
     )
     return StableDiffusionXLControlNetUnionPipeline(
-        vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(len(tokenizer), projection_dim=TEXT_HIDDEN)),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        controlnet=controlnet,
-        scheduler=EulerDiscreteScheduler(),
-        add_watermarker=False,
+        **sdxl_shared_parts(tokenizer), unet=unet, controlnet=controlnet, add_watermarker=False
     )
 
 
@@ -224,18 +217,7 @@ def build_tiny_t2i_adapter(tokenizer_dir: Path, seed: int = 0, sdxl: bool = Fals
             downscale_factor=16,
             adapter_type="full_adapter_xl",
         )
-        return StableDiffusionXLAdapterPipeline(
-            vae=_vae(),
-            text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
-            text_encoder_2=CLIPTextModelWithProjection(
-                _text_config(len(tokenizer), projection_dim=TEXT_HIDDEN)
-            ),
-            tokenizer=tokenizer,
-            tokenizer_2=tokenizer,
-            unet=unet,
-            adapter=adapter,
-            scheduler=EulerDiscreteScheduler(),
-        )
+        return StableDiffusionXLAdapterPipeline(**sdxl_shared_parts(tokenizer), unet=unet, adapter=adapter)
     # the SD adapter adds its first feature inside the first (cross-attention) block, at 1/8
     unet = UNet2DConditionModel(
         sample_size=8,

@@ -177,6 +177,20 @@ def _randomise_zero_convolutions(controlnet: ControlNetModel) -> None:
             conv.bias.normal_(std=1.0)
 
 
+def sdxl_shared_parts(tokenizer: CLIPTokenizer) -> dict:
+    """What every tiny SDXL pipeline shares: the VAE, both text encoders on one tokenizer, the scheduler."""
+    return {
+        "vae": _vae(),
+        "text_encoder": CLIPTextModel(_text_config(len(tokenizer))),
+        "text_encoder_2": CLIPTextModelWithProjection(
+            _text_config(len(tokenizer), projection_dim=TEXT_HIDDEN)
+        ),
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer,
+        "scheduler": EulerDiscreteScheduler(),
+    }
+
+
 def build_tiny_sd_controlnet(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionControlNetPipeline:
     """A random SD 1.5-shaped ControlNet pipeline; ``tokenizer_dir`` receives the tokenizer files."""
     torch.manual_seed(seed)
@@ -201,15 +215,7 @@ def build_tiny_sdxl_controlnet(tokenizer_dir: Path, seed: int = 0) -> StableDiff
     tokenizer = tiny_clip_tokenizer(tokenizer_dir)
     unet, controlnet = _unet_and_controlnet(sdxl=True)
     return StableDiffusionXLControlNetPipeline(
-        vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(len(tokenizer), projection_dim=TEXT_HIDDEN)),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        controlnet=controlnet,
-        scheduler=EulerDiscreteScheduler(),
-        add_watermarker=False,
+        **sdxl_shared_parts(tokenizer), unet=unet, controlnet=controlnet, add_watermarker=False
     )
 
 
