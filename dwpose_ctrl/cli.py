@@ -18,7 +18,8 @@ from dwpose_ctrl.engines.report import DONE, FAILED, EngineError, ItemResult, Ru
 from dwpose_ctrl.engines.storage import Storage
 from dwpose_ctrl.extras import MissingExtraError
 from dwpose_ctrl.inputs import MAX_PIXELS
-from dwpose_ctrl.placement import RuntimeUnavailableError
+from dwpose_ctrl.placement import BACKENDS, DTYPES, RuntimeUnavailableError
+from dwpose_ctrl.retarget import METHODS as ALIGN_METHODS
 from dwpose_ctrl.styles import STYLE_NAMES
 
 EXAMPLES = """\
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--backend",
-        choices=("auto", "onnxruntime", "torch"),
+        choices=BACKENDS,
         default="auto",
         help="runtime; auto: onnxruntime on the CPU, on CUDA onnxruntime's CUDA provider when it works "
         "else torch, torch on mps (default: auto)",
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     model.add_argument(
         "--dtype",
-        choices=("float32", "float16", "bfloat16"),
+        choices=DTYPES,
         default="float32",
         help="float16/bfloat16: a faster mode for the torch backend on a GPU (default: float32)",
     )
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     video.add_argument(
         "--align-method",
-        choices=("segments", "linear", "none"),
+        choices=ALIGN_METHODS,
         help="segments: each limb gets the reference's length (MusePose-style); linear: one scale and "
         "offset for the clip (MimicMotion-style); none: the poses as they are (default: segments)",
     )

@@ -24,6 +24,7 @@ from PIL import Image
 from dwpose_ctrl import cli
 from dwpose_ctrl.diffusers_utils import fit_control_image, pipeline_size
 from dwpose_ctrl.pipelines import from_pretrained_dtype
+from dwpose_ctrl.retarget import METHODS
 from dwpose_ctrl.video import open_video
 
 MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--align-method",
-        choices=("segments", "linear", "none"),
+        choices=METHODS,
         default="segments",
         help="segments: every limb gets the reference's length; linear: one scale and offset for "
         "the clip; none: the driving poses as they are (default: %(default)s)",
