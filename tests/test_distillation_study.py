@@ -187,3 +187,22 @@ def test_step_graph_runs_in_order_skips_what_cannot_run_and_reuses_stored_result
     assert passed["results"] == {"gate": {"ok": True, "value": 7}, "after": {"saw": 7}, "later": {"n": 1}}
     assert passed["skipped"] == {}
     assert json.loads((tmp_path / "later.json").read_text()) == {"n": 1}
+
+
+def test_stage2_probe_puts_only_the_teachers_batchnorm_in_train_mode():
+    from torch import nn
+
+    from dwpose_ctrl.models import build_rtmpose
+    from training.distill import Stage2SelfDistiller
+
+    probes = _load("stage2_probes")
+    teacher = build_rtmpose("t", (128, 96), 17)
+    distiller = Stage2SelfDistiller(teacher, build_rtmpose("t", (128, 96), 17).head)
+    probes.train_with_teacher_batchnorm(distiller, True)
+    norms = [m for m in distiller.teacher.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.training for m in norms)
+    assert not distiller.teacher.training and not distiller.teacher.head.training
+    assert distiller.student.head.training
+    assert not any(p.requires_grad for p in distiller.teacher.parameters())
+    probes.train_with_teacher_batchnorm(distiller, False)
+    assert not any(m.training for m in distiller.modules())
