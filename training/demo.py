@@ -51,14 +51,15 @@ class DemoSettings:
     seed: int = 0
 
 
-def make_data(data_root: Path, settings: DemoSettings) -> None:
-    """``train/`` (generator seed 0) and ``eval/`` (seed 1): one person per image, no occluders."""
-    sets = (("train", settings.train_images, TRAIN_SEED), ("eval", settings.eval_images, HELD_OUT_SEED))
+def make_data(data_root: Path, train_images: int, eval_images: int, image_size: int) -> None:
+    """``train/`` (generator seed 0) and ``eval/`` (seed 1) of ``image_size`` squares: one person per
+    image, no occluders. Sets already there are kept."""
+    sets = (("train", train_images, TRAIN_SEED), ("eval", eval_images, HELD_OUT_SEED))
     for name, count, seed in sets:
         if not (data_root / name / "annotations.json").exists():
             generator = SyntheticConfig(
                 num_images=count,
-                image_size=(settings.image_size, settings.image_size),
+                image_size=(image_size, image_size),
                 max_persons=1,
                 occlusion_probability=0.0,
                 seed=seed,
@@ -115,7 +116,7 @@ def run_demo(
     started = time.perf_counter()
     work_dir = Path(work_dir)
     data_root = work_dir / "data"
-    make_data(data_root, settings)
+    make_data(data_root, settings.train_images, settings.eval_images, settings.image_size)
     warmup = run_warmup(
         demo_config(settings, data_root, settings.warmup_iterations, settings.warmup_lr),
         work_dir / "warmup",

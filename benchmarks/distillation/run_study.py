@@ -45,8 +45,8 @@ from training.config import (  # noqa: E402
     ScheduleConfig,
     TrainConfig,
 )
-from training.data.synthetic import SyntheticConfig, generate_synthetic_dataset  # noqa: E402
 from training.data.transforms import AugmentationConfig  # noqa: E402
+from training.demo import make_data  # noqa: E402
 from training.localisation import MAX_ERROR_RATIO, MIN_BODY_AP  # noqa: E402
 
 PARTS = {"A": "coco_body", "B": "coco_wholebody"}
@@ -93,21 +93,6 @@ class StudySettings:
 
 
 # --- data and configs -------------------------------------------------------------------------------
-
-
-def make_datasets(work_dir: Path, settings: StudySettings) -> None:
-    """Training set (generator seed 0) and held-out set (seed 1): one figure per image, no occluders."""
-    for name, count, seed in (("train", settings.train_images, 0), ("eval", settings.eval_images, 1)):
-        folder = work_dir / "data" / name
-        if not (folder / "annotations.json").exists():
-            generator = SyntheticConfig(
-                num_images=count,
-                image_size=(settings.image_size, settings.image_size),
-                max_persons=1,
-                occlusion_probability=0.0,
-                seed=seed,
-            )
-            generate_synthetic_dataset(folder, generator)
 
 
 def epochs_for(iterations: int, settings: StudySettings) -> int:
@@ -309,9 +294,9 @@ def preconditions_step(settings: StudySettings, work_dir: Path, part: str, backb
     checkpoint = part_dir / "teacher" / "last.pth"
     if not checks[-1]["hold"]:
         longer = part_dir / "teacher_extended"
-        if not (longer / "last.pth").exists() or not (longer / RESULT_NAME).exists():
+        if not (longer / RESULT_NAME).exists():
             longer.mkdir(parents=True, exist_ok=True)
-            if not (longer / "last.pth").exists():
+            if not (longer / "last.pth").exists():  # resume from the teacher, or from where it stopped
                 shutil.copy2(checkpoint, longer / "last.pth")
             iterations = settings.teacher_iterations + settings.teacher_extension
             config = teacher_config(settings, work_dir, part, iterations)
@@ -657,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
-    make_datasets(work_dir, settings)
+    make_data(work_dir / "data", settings.train_images, settings.eval_images, settings.image_size)
     steps = study_steps(settings, work_dir)
     outcome = run_graph(
         steps, workers, settings.threads,
