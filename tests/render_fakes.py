@@ -8,7 +8,9 @@ and change when the blobs move, so tests can check geometry, IDs and determinism
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -70,6 +72,32 @@ class BlobEstimator:
 def slow_factory(delay: float = 0.05):
     """A picklable estimator factory (module-level) for subprocess and Ray tests."""
     return BlobEstimator(delay)
+
+
+class GatedEstimator(BlobEstimator):
+    """The first call of a whole run (in any process) returns at once; every later call waits until
+    ``gate/release`` exists (at most ``timeout`` seconds). Orders a multi-process run exactly: no
+    second item finishes before the test has reacted to the first one.
+    """
+
+    def __init__(self, gate: str, timeout: float = 120.0):
+        super().__init__()
+        self.gate = Path(gate)
+        self.timeout = timeout
+
+    def estimate(self, image: np.ndarray, scale: float = 1.0) -> list[Person]:
+        try:
+            os.close(os.open(self.gate / "first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            deadline = time.monotonic() + self.timeout
+            while not (self.gate / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return super().estimate(image, scale)
+
+
+def gated_factory(gate: str) -> GatedEstimator:
+    """A picklable factory of :class:`GatedEstimator` (use with ``functools.partial``)."""
+    return GatedEstimator(gate)
 
 
 def blob_factory() -> BlobEstimator:

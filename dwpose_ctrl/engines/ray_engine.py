@@ -47,8 +47,9 @@ class RenderActor:
 
     Each batch goes through :func:`~dwpose_ctrl.engines.item.process_items`: its images in one
     network call, its videos with as many frames per call as the batch has items. ``stop_flag``
-    (a :class:`StopFlag` actor) is polled in the background; once it is set, items not yet begun
-    are reported interrupted and a video in progress stops, so every result says what is on disk.
+    (a :class:`StopFlag` actor) is asked at the start of each batch and polled in the background;
+    once it is set, items not yet begun are reported interrupted and a video in progress stops, so
+    every result says what is on disk.
     """
 
     def __init__(
@@ -64,19 +65,27 @@ class RenderActor:
         self.storage = storage
         self.frames_per_call = frames_per_call
         self.stop = threading.Event()
+        self.stop_flag = stop_flag
         if stop_flag is not None:
-            threading.Thread(target=self._watch, args=(stop_flag,), daemon=True).start()
+            threading.Thread(target=self._watch, daemon=True).start()
 
-    def _watch(self, stop_flag) -> None:
+    def _check_stop(self) -> None:
+        """Ask the driver's flag once (a lost or slow answer counts as not stopped)."""
         import ray
 
+        with contextlib.suppress(Exception):
+            if ray.get(self.stop_flag.is_set.remote(), timeout=5):
+                self.stop.set()
+
+    def _watch(self) -> None:
         while not self.stop.wait(0.5):
-            with contextlib.suppress(Exception):
-                if ray.get(stop_flag.is_set.remote(), timeout=5):
-                    self.stop.set()
+            self._check_stop()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         items: list[WorkItem] = [pickle.loads(payload) for payload in batch["item"]]
+        if self.stop_flag is not None and not self.stop.is_set():
+            # a batch that starts after the stop never begins (the background poll is for videos)
+            self._check_stop()
         results = process_items(
             items, self.estimator, self.job, self.storage, self.stop, self.frames_per_call
         )
@@ -234,17 +243,17 @@ class RayEngine:
         with _quiet_loggers(self.quiet), contextlib.ExitStack() as cleanup:
             cleanup.callback(watcher.join)
             cleanup.callback(finished.set)
-            for row in mapped.iter_rows():
-                yield (
-                    int(row["index"]),
-                    ItemResult(
-                        str(row["location"]),
-                        str(row["status"]),
-                        str(row["reason"]),
-                        int(row["frames"]),
-                        float(row["seconds"]),
-                    ),
-                )
+            # block by block, without prefetching: iter_rows() holds each finished block back until
+            # the next one is ready, so results (progress, a stop) would lag one item behind
+            for block in mapped.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+                columns = ("index", "location", "status", "reason", "frames", "seconds")
+                for index, location, status, reason, frames, seconds in zip(
+                    *(block[name] for name in columns), strict=True
+                ):
+                    yield (
+                        int(index),
+                        ItemResult(str(location), str(status), str(reason), int(frames), float(seconds)),
+                    )
 
 
 @contextlib.contextmanager
