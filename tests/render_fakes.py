@@ -95,11 +95,6 @@ class GatedEstimator(BlobEstimator):
         return super().estimate(image, scale)
 
 
-def gated_factory(gate: str) -> GatedEstimator:
-    """A picklable factory of :class:`GatedEstimator` (use with ``functools.partial``)."""
-    return GatedEstimator(gate)
-
-
 def blob_factory() -> BlobEstimator:
     return BlobEstimator()
 

@@ -345,7 +345,7 @@ def test_ray_report_after_a_stop_matches_the_files_on_disk(local_ray, tmp_path):
     import threading
     import time
 
-    from render_fakes import gated_factory
+    from render_fakes import GatedEstimator
 
     from dwpose_ctrl.engines import discover, is_done, plan
 
@@ -370,7 +370,7 @@ def test_ray_report_after_a_stop_matches_the_files_on_disk(local_ray, tmp_path):
     report = render_files(
         [str(folder)],
         str(tmp_path / "out"),
-        functools.partial(gated_factory, str(gate)),
+        functools.partial(GatedEstimator, str(gate)),
         job,
         engine="ray",
         ray_options={"workers": 2, "batch_size": 1, "show_progress": False},

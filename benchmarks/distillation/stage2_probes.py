@@ -31,11 +31,12 @@ import run_study  # noqa: E402
 
 from training import distill  # noqa: E402
 
+DISTILLER_TRAIN = distill.Stage2SelfDistiller.train
+
 
 def train_with_teacher_batchnorm(self: distill.Stage2SelfDistiller, mode: bool = True):
     """``Stage2SelfDistiller.train`` with the teacher's BatchNorm following ``mode`` (weights frozen)."""
-    nn.Module.train(self, mode)
-    self.teacher.eval()
+    DISTILLER_TRAIN(self, mode)
     for module in self.teacher.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.train(mode)

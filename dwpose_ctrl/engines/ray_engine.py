@@ -245,8 +245,8 @@ class RayEngine:
             cleanup.callback(finished.set)
             # block by block, without prefetching: iter_rows() holds each finished block back until
             # the next one is ready, so results (progress, a stop) would lag one item behind
+            columns = ("index", "location", "status", "reason", "frames", "seconds")
             for block in mapped.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
-                columns = ("index", "location", "status", "reason", "frames", "seconds")
                 for index, location, status, reason, frames, seconds in zip(
                     *(block[name] for name in columns), strict=True
                 ):
